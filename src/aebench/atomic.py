@@ -1,0 +1,74 @@
+"""Write files so that a crash never leaves a half-written one behind.
+
+Every writer goes to a temporary file in the destination folder, flushes and
+fsyncs it, then renames it over the target (``os.replace`` is atomic on POSIX).
+If anything fails, the temporary file is removed and the old target is intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; rename it over ``target`` on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def write_bytes(target: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(target: str | os.PathLike, text: str) -> None:
+    write_bytes(target, text.encode("utf-8"))
+
+
+def write_json(target: str | os.PathLike, obj: Any) -> None:
+    write_text(target, json.dumps(obj, indent=2, sort_keys=False, allow_nan=True) + "\n")
+
+
+def write_csv(target: str | os.PathLike, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
+    """Write dict rows as CSV; columns default to the union of keys in first-seen order."""
+    if columns is None:
+        columns = []
+        for row in rows:
+            columns.extend(k for k in row if k not in columns)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(target, buf.getvalue())
+
+
+def save_torch(target: str | os.PathLike, obj: Any) -> None:
+    import torch
+
+    with atomic_path(target) as tmp:
+        torch.save(obj, tmp)
+
+
+def save_figure(fig: Any, target: str | os.PathLike, **kwargs: Any) -> None:
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format=Path(target).suffix.lstrip(".") or "png", **kwargs)

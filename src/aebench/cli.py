@@ -1,0 +1,211 @@
+"""The ``aebench`` command: Hydra composes the config, :mod:`aebench.pipeline` does the work.
+
+Errors a user can fix are printed as one line (``aebench: error: ...``) with a
+non-zero exit and no traceback.  In a sweep, a failed job is recorded in its
+own ``metrics.json`` (status and first line of the error) and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException, MissingConfigException
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from . import atomic, config, pipeline
+from .errors import AebenchError, CheckpointError, ConfigError, Interrupted
+
+log = logging.getLogger("aebench")
+
+# Overrides that may change when a run is resumed; everything else comes from its checkpoint.
+RESUME_OVERRIDES = ("resume", "device", "threads", "progress", "figures")
+
+
+# ------------------------------------------------------------------ resolvers used by conf/config.yaml
+def unique_dir(base: str) -> str:
+    """Claim ``base`` (or ``base_1``, ``base_2``, ...) by creating it; never one that exists.
+
+    Creating the folder is atomic, so two runs or sweeps started in the same second
+    on the same file system always get different directories.
+    """
+    candidate, n = base, 0
+    while True:
+        try:
+            os.makedirs(candidate, exist_ok=False)
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = f"{base}_{n}"
+
+
+def run_dir(resume: str | None, base: str) -> str:
+    return str(Path(resume).expanduser().resolve()) if resume else unique_dir(base)
+
+
+def output_subdir(resume: str | None) -> str:
+    # A resumed run keeps its original .hydra/ files; the resuming command's go beside them.
+    return ".hydra/resumed" if resume else ".hydra"
+
+
+def register_resolvers() -> None:
+    # use_cache: one value per process and per argument, so every read of hydra.run.dir agrees.
+    OmegaConf.register_new_resolver("aebench.unique_dir", unique_dir, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("aebench.run_dir", run_dir, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("aebench.output_subdir", output_subdir, use_cache=True, replace=True)
+
+
+register_resolvers()
+config.register()
+
+
+# ------------------------------------------------------------------ one job
+def parallel_jobs(hc: Any) -> int:
+    """How many jobs of this sweep share this machine's cores (joblib's n_jobs), else 1."""
+    if hc.mode != RunMode.MULTIRUN:
+        return 1
+    n_jobs = hc.launcher.get("n_jobs")
+    if n_jobs is None:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores + 1 + n_jobs if n_jobs < 0 else n_jobs)
+
+
+def resume_config(cfg: DictConfig, hc: Any) -> tuple[DictConfig, dict[str, Any]]:
+    """The run's own config from its checkpoint, with only the harmless overrides applied."""
+    target = Path(cfg.resume).expanduser().resolve()
+    for override in hc.overrides.task:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key not in RESUME_OVERRIDES:
+            raise CheckpointError(
+                f"{override} cannot be changed when resuming: a resumed run keeps its own config; "
+                f"only {', '.join(k + '=' for k in RESUME_OVERRIDES)} may be given"
+            )
+    checkpoint = pipeline.load_checkpoint(target)
+    try:
+        saved = OmegaConf.merge(OmegaConf.structured(config.Config), checkpoint["config"])
+    except OmegaConfBaseException as e:
+        raise CheckpointError(f"checkpoint config in {target} does not fit this aebench ({str(e).splitlines()[0]}); start a new run") from None
+    for key in RESUME_OVERRIDES[1:]:
+        if any(o.split("=", 1)[0] == key for o in hc.overrides.task):
+            saved[key] = cfg[key]
+    saved.resume = str(target)
+    return saved, checkpoint
+
+
+def write_status(run_dir_: Path, cfg: DictConfig, status: str, error: str) -> None:
+    """Record a job that did not complete, so a sweep summary can list it."""
+    try:
+        summary = config.summary(cfg)
+    except Exception:  # noqa: BLE001 - the config itself may be what failed
+        summary = {}
+    atomic.write_json(run_dir_ / pipeline.METRICS_FILE, {"status": status, "error": error, "config": summary})
+
+
+def _only_hydra_files(path: Path) -> bool:
+    return path.is_dir() and all(p.name in (".hydra", "aebench.log") for p in path.iterdir())
+
+
+def run_job(cfg: DictConfig) -> float:
+    hc = HydraConfig.get()
+    out = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    try:
+        checkpoint = None
+        if cfg.resume:
+            cfg, checkpoint = resume_config(cfg, hc)
+        metrics = pipeline.run(cfg, out, checkpoint, parallel_jobs(hc))
+    except Interrupted as e:
+        log.warning("%s", e)
+        write_status(out, cfg, "interrupted", str(e))
+        raise
+    except Exception as e:  # noqa: BLE001
+        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        if not multirun:
+            if isinstance(e, ConfigError) and not cfg.resume and _only_hydra_files(out):
+                shutil.rmtree(out, ignore_errors=True)  # bad input: leave nothing behind
+            raise
+        # In a sweep: record the failure and let the other jobs run.
+        log.error("job failed: %s", first_line)
+        if not isinstance(e, AebenchError):
+            log.debug("".join(traceback.format_exception(e)))
+            first_line = f"{type(e).__name__}: {first_line}"
+        write_status(out, cfg, "failed", first_line)
+        return math.nan
+    print_summary(metrics, out)
+    return float(metrics["probe_accuracy"])
+
+
+def print_summary(metrics: dict[str, Any], out: Path) -> None:
+    rows = [
+        ("probe_accuracy", "linear probe on the codes, test accuracy"),
+        ("knn_accuracy", f"k-NN on the codes, test accuracy"),
+        ("pca_probe_accuracy", "linear probe on a PCA of the pixels, same size"),
+        ("pixel_probe_accuracy", "linear probe on the raw pixels"),
+        ("recon_mse", "test MSE per pixel"),
+        ("neg_elbo", "test negative ELBO, nats per image"),
+    ]
+    lines = [f"aebench: {metrics['config']['model']} latent={metrics['config']['latent']} "
+             f"finished in {metrics['seconds']['total']:.1f} s -> {out}"]
+    for key, meaning in rows:
+        value = metrics.get(key)
+        if value is not None:
+            lines.append(f"  {key:<22}{value:>10.4f}   {meaning}")
+    log.info("\n".join(lines))
+
+
+@hydra.main(version_base="1.3", config_path="pkg://aebench.conf", config_name="config")
+def _hydra_main(cfg: DictConfig) -> float:
+    return run_job(cfg)
+
+
+# ------------------------------------------------------------------ one-line errors
+def hydra_error_line(e: BaseException) -> str:
+    """Hydra's multi-line composition errors, folded into one line that names the options."""
+    text = str(e).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if isinstance(e, MissingConfigException) and "Available options" in text:
+        head = lines[0].removeprefix("In 'config': ")
+        group = text.split("Available options in '", 1)[1].split("'", 1)[0]
+        options = [ln for ln in lines if not ln.startswith(("In ", "Could not", "Available", "Config search", "Provider=", "-"))]
+        options = [o for o in options if "/" not in o and " " not in o]
+        return f"{head}; {group} accepts: {', '.join(options)}"
+    first = lines[0] if lines else type(e).__name__
+    cause = e.__cause__
+    if cause is not None and str(cause).strip():
+        cause_line = str(cause).strip().splitlines()[0]
+        if cause_line not in first:
+            first = f"{first}: {cause_line}"
+    return first
+
+
+def main() -> None:
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line
+    try:
+        _hydra_main()
+    except AebenchError as e:
+        print(f"aebench: error: {e}", file=sys.stderr)
+        sys.exit(AebenchError.EXIT_CODE)
+    except Interrupted as e:
+        print(f"aebench: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except (HydraException, OmegaConfBaseException) as e:
+        print(f"aebench: error: {hydra_error_line(e)}", file=sys.stderr)
+        sys.exit(AebenchError.EXIT_CODE)
+    except KeyboardInterrupt:
+        print("aebench: stopped by Ctrl-C", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,298 @@
+"""Compare runs: one table and a few figures from any set of run or sweep directories.
+
+Used two ways: by :class:`SweepSummaryCallback` at the end of every Hydra
+multirun (into the sweep directory), and by the ``aebench-compare`` command on
+existing directories (several sweeps, partial sweeps and single runs mix).
+
+A run is any folder with ``.hydra/config.yaml``; its numbers come from its
+``metrics.json``.  A job without one (killed hard, or still running) is listed
+with status ``incomplete``; a failed job with its status and first error line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from . import atomic
+
+log = logging.getLogger("aebench.compare")
+
+COLUMNS = [
+    "job", "status", "overrides", "model", "dataset", "latent", "epochs",
+    "probe_accuracy", "knn_accuracy", "pca_probe_accuracy", "pixel_probe_accuracy",
+    "recon_mse", "neg_elbo", "seconds", "error",
+]
+FIGURES = {
+    "probe": "probe_accuracy_vs_latent.png",
+    "recon": "recon_mse_vs_latent.png",
+    "curves": "loss_curves.png",
+    "reconstructions": "reconstructions_by_job.png",
+}
+
+
+def find_runs(paths: Iterable[Path]) -> list[Path]:
+    """Every run directory at or below ``paths``, in a stable order, each once."""
+    found: list[Path] = []
+    for path in paths:
+        path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"{path} is not a directory")
+        candidates = [path] if (path / ".hydra" / "config.yaml").is_file() else []
+        candidates += sorted(p.parent.parent for p in path.rglob(".hydra/config.yaml") if p.parent.parent != path)
+        for c in candidates:
+            if c.resolve() not in {f.resolve() for f in found}:
+                found.append(c)
+    return sorted(found, key=_job_order)
+
+
+def _job_order(run: Path) -> tuple:
+    num = run.name.split("_", 1)[0]
+    return (str(run.parent), int(num) if num.isdigit() else math.inf, run.name)
+
+
+def load_row(run: Path, base: Path | None = None) -> dict[str, Any]:
+    cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
+    overrides_file = run / ".hydra" / "overrides.yaml"
+    overrides = OmegaConf.to_container(OmegaConf.load(overrides_file)) if overrides_file.is_file() else []
+    overrides = [o for o in overrides if not o.startswith(("hydra/launcher", "hparams_search", "progress", "threads", "data.root"))]
+    metrics_path = run / "metrics.json"
+    metrics: dict[str, Any] = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    try:
+        job = str(run.relative_to(base)) if base is not None else run.name
+    except ValueError:
+        job = str(run)
+    status = metrics.get("status", "incomplete")
+    row = {
+        "job": job if job != "." else run.name,
+        "status": status,
+        "overrides": ",".join(overrides),
+        "model": cfg.model.name,
+        "dataset": cfg.data.name,
+        "latent": int(cfg.latent),
+        "epochs": int(cfg.epochs),
+        "error": metrics.get("error", "no metrics.json: killed or still running" if status == "incomplete" else ""),
+        "run_dir": str(run),
+    }
+    for key in ("probe_accuracy", "knn_accuracy", "pca_probe_accuracy", "pixel_probe_accuracy", "recon_mse", "neg_elbo"):
+        row[key] = metrics.get(key)
+    row["seconds"] = metrics.get("seconds", {}).get("total")
+    return row
+
+
+def _fmt(value: Any, key: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if key.endswith("accuracy"):
+        return f"{100 * value:.2f}%"
+    if key == "recon_mse":
+        return f"{value:.5f}"
+    if key in ("neg_elbo", "seconds"):
+        return f"{value:.1f}"
+    return str(value)
+
+
+MD_COLUMNS = ["job", "model", "latent", "epochs", "probe_accuracy", "knn_accuracy", "pca_probe_accuracy",
+              "recon_mse", "neg_elbo", "seconds", "status"]
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    head = ["job", "model", "latent", "epochs", "probe acc.", "kNN acc.", "PCA probe", "recon MSE", "neg. ELBO", "seconds", "status"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [_fmt(row[k], k) for k in MD_COLUMNS]
+        if row["status"] != "completed" and row.get("error"):
+            cells[-1] = f"{row['status']}: {row['error']}"
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _series_label(row: dict[str, Any], varying: list[str]) -> str:
+    return " ".join([row["model"].upper()] + [f"{k}={row[k]}" for k in varying])
+
+
+def write_report(paths: list[Path], out: Path, reconstructions: bool = True) -> list[dict[str, Any]]:
+    """Write summary.csv, summary.md and the comparison figures into ``out``; return the rows."""
+    from . import plots
+
+    runs = find_runs(paths)
+    base = Path(paths[0]) if len(paths) == 1 else None
+    rows = [load_row(r, base) for r in runs]
+    out.mkdir(parents=True, exist_ok=True)
+    atomic.write_csv(out / "summary.csv", rows, COLUMNS)
+    done = [r for r in rows if r["status"] == "completed"]
+    failed = [r for r in rows if r["status"] != "completed"]
+    text = [f"# aebench comparison\n\n{len(rows)} job(s): {len(done)} completed, {len(failed)} not completed.\n"]
+    text.append("\n" + markdown_table(rows))
+    if done:
+        best = max(done, key=lambda r: r["probe_accuracy"])
+        text.append(f"\nBest linear probe: **{best['job']}** ({best['model']}, latent {best['latent']}) at "
+                    f"{_fmt(best['probe_accuracy'], 'probe_accuracy')}.\n")
+    text.append("\nColumns: probe acc. = linear probe on the frozen codes (test accuracy); kNN acc. = k-nearest "
+                "neighbours on the same codes; PCA probe = the same probe on a PCA of the pixels to the same size; "
+                "recon MSE = test mean squared error per pixel; neg. ELBO = test BCE summed over pixels + KL, nats "
+                "per image (VAE only); seconds = wall time of the whole run.\n")
+    figures = _figures(done, out, reconstructions, plots)
+    if figures:
+        text.append("\n" + "\n".join(f"![{name}]({name})" for name in figures) + "\n")
+    atomic.write_text(out / "summary.md", "".join(text))
+    return rows
+
+
+def _figures(done: list[dict[str, Any]], out: Path, reconstructions: bool, plots: Any) -> list[str]:
+    written: list[str] = []
+    if not done:
+        return written
+    varying = [k for k in ("dataset", "epochs") if len({r[k] for r in done}) > 1]
+    probe_series: dict[str, dict[int, float]] = {}
+    recon_series: dict[str, dict[int, float]] = {}
+    pca: dict[int, float] = {}
+    pixels: dict[int, float] = {}
+    for r in done:
+        label = _series_label(r, varying)
+        probe_series.setdefault(label, {})[r["latent"]] = r["probe_accuracy"]
+        recon_series.setdefault(label, {})[r["latent"]] = r["recon_mse"]
+        if r.get("pca_probe_accuracy") is not None:
+            pca[r["latent"]] = r["pca_probe_accuracy"]
+        if r.get("pixel_probe_accuracy") is not None:
+            pixels[r["latent"]] = r["pixel_probe_accuracy"]
+    refs: dict[str, dict[int, float]] = {}
+    if pca:
+        refs["PCA probe (same size)"] = pca
+    if pixels:
+        refs["raw-pixel probe"] = {min(pixels): pixels[min(pixels)]}
+    plots.metric_vs_latent(probe_series, refs, "linear-probe test accuracy (%)",
+                           "Linear probe on frozen codes vs latent size", out / FIGURES["probe"], percent=True)
+    plots.metric_vs_latent(recon_series, {}, "test MSE per pixel", "Reconstruction error vs latent size",
+                           out / FIGURES["recon"])
+    written += [FIGURES["probe"], FIGURES["recon"]]
+
+    curves = {}
+    for r in done:
+        history = Path(r["run_dir"]) / "history.csv"
+        if history.is_file():
+            with open(history) as f:
+                hist = list(csv.DictReader(f))
+            curves[r["job"]] = ([int(h["epoch"]) for h in hist], [float(h["test_recon_mse"]) for h in hist])
+    if curves:
+        plots.all_loss_curves(curves, "test MSE per pixel", out / FIGURES["curves"])
+        written.append(FIGURES["curves"])
+
+    if reconstructions:
+        try:
+            originals, recon_rows = _reconstruct_by_job(done)
+        except Exception as e:  # noqa: BLE001 - a missing checkpoint or dataset only costs this figure
+            log.warning("skipped %s: %s", FIGURES["reconstructions"], str(e).splitlines()[0] if str(e) else type(e).__name__)
+        else:
+            if recon_rows:
+                plots.reconstruction_rows(originals, recon_rows, out / FIGURES["reconstructions"])
+                written.append(FIGURES["reconstructions"])
+    return written
+
+
+def _reconstruct_by_job(done: list[dict[str, Any]]) -> tuple[Any, dict[str, Any]]:
+    """The first test image of each class, reconstructed by every job's final model."""
+    import torch
+
+    from . import data, pipeline
+
+    datasets: dict[tuple, Any] = {}
+    originals = None
+    rows = {}
+    for r in sorted(done, key=lambda r: (r["latent"], r["model"])):
+        ckpt_path = Path(r["run_dir"]) / pipeline.CHECKPOINT
+        if not ckpt_path.is_file():
+            continue
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        cfg = OmegaConf.create(ckpt["config"])
+        key = (cfg.data.name, cfg.data.root)
+        if key not in datasets:
+            ds = data.load(cfg.data.name, data.resolve_root(cfg.data.root), torch.device("cpu"), None, None, cfg.data.download)
+            first = [int(torch.nonzero(ds.test_y == c)[0]) for c in range(len(ds.classes))]
+            datasets[key] = ds.test_x[first]
+        x = datasets[key]
+        model = pipeline.build_model(cfg, x.shape[1])
+        model.load_state_dict(ckpt["model"])
+        model.eval()
+        with torch.no_grad():
+            recon = model.reconstruct(x).reshape(-1, 28, 28).numpy()
+        if originals is None:
+            originals = x.reshape(-1, 28, 28).numpy()
+        rows[f"{r['model'].upper()} latent {r['latent']} ({r['job']})"] = recon
+    return originals, rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """A plain-text table for the terminal."""
+    cols = ["job", "model", "latent", "probe_accuracy", "knn_accuracy", "pca_probe_accuracy", "recon_mse", "neg_elbo", "seconds", "status"]
+    cells = [[_fmt(r[c], c) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(lines)
+
+
+class SweepSummaryCallback(Callback):
+    """Hydra callback: at the end of a multirun, compare its jobs inside the sweep directory."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from .errors import AebenchError
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        rows = write_report([sweep_dir], sweep_dir)
+        print(format_table(rows))
+        print(f"summary: {sweep_dir / 'summary.md'}")
+        bad = [r for r in rows if r["status"] != "completed"]
+        if bad:
+            raise AebenchError(f"{len(bad)} of {len(rows)} job(s) did not complete ({', '.join(r['job'] for r in bad)}); "
+                               f"see {sweep_dir / 'summary.md'}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="aebench-compare",
+        description="Compare aebench runs: summary.csv, summary.md and figures from run or sweep directories.",
+    )
+    parser.add_argument("dirs", nargs="+", type=Path, help="run or sweep directories (mixing works)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where to write the report (default: the directory itself when one is given, "
+                             "else comparisons/<date>_<time>)")
+    parser.add_argument("--no-reconstructions", action="store_true", help="skip the figure that reloads every model")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    missing = [str(d) for d in args.dirs if not d.is_dir()]
+    if missing:
+        print(f"aebench-compare: error: not a directory: {', '.join(missing)}; give run or sweep directories", file=sys.stderr)
+        sys.exit(2)
+    try:
+        runs = find_runs(args.dirs)
+    except OSError as e:
+        print(f"aebench-compare: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    if not runs:
+        print(f"aebench-compare: error: no aebench runs (folders with .hydra/config.yaml) under {', '.join(map(str, args.dirs))}",
+              file=sys.stderr)
+        sys.exit(2)
+    if args.out is not None:
+        out = args.out
+    elif len(args.dirs) == 1:
+        out = args.dirs[0]
+    else:
+        from .cli import unique_dir
+
+        out = Path(unique_dir(f"comparisons/{datetime.datetime.now():%Y-%m-%d_%H-%M-%S}"))
+    rows = write_report(list(args.dirs), out, reconstructions=not args.no_reconstructions)
+    print(format_table(rows))
+    print(f"report: {out / 'summary.md'}")

@@ -1,0 +1,182 @@
+"""The typed schema of an aebench run, registered in Hydra's ConfigStore.
+
+Hydra merges the YAML files of ``conf/`` onto these dataclasses, so a value of
+the wrong type or an unknown key is refused while the config is composed.
+:func:`validate` then checks ranges and combinations, before any work starts.
+Every error is one line saying what is wrong and what is accepted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+import torch
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from .errors import ConfigError
+
+MODELS = ("ae", "vae")
+DATASETS = ("mnist", "fashion_mnist")
+SCHEDULERS = ("none", "step", "cosine")
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING  # ae | vae
+    hidden: List[int] = field(default_factory=lambda: [512, 256])  # encoder widths, input side first
+    decoder_hidden: Optional[List[int]] = None  # default: hidden reversed
+    activation: str = "gelu"  # between hidden layers: relu | gelu | elu
+    code_activation: str = "none"  # none | relu (the reference's ReLU on the code)
+    recon_loss: str = "bce"  # AE only: bce (summed over pixels) | mse (mean per pixel)
+    beta: float = 1.0  # VAE only: weight of the KL term
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING  # mnist | fashion_mnist
+    root: Optional[str] = None  # default: $AEBENCH_DATA or ~/.cache/aebench
+    download: bool = True  # try torchvision's download before the offline source
+    train_subset: Optional[int] = None  # first N training images (None: all)
+    test_subset: Optional[int] = None  # first N test images (None: all)
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    scheduler: str = "cosine"  # none | step | cosine (annealed to 0 over the run)
+    step_size: int = 6  # StepLR: epochs between decays
+    gamma: float = 0.1  # StepLR: decay factor
+    precision: str = "fp32"  # fp32 | bf16 (autocast; on CUDA)
+    compile: bool = False  # torch.compile the model's loss
+
+
+@dataclass
+class ProbeConfig:
+    l2: float = 1e-4  # L2 penalty of the logistic regression (mean loss + l2/2 |W|^2)
+    tol: float = 1e-5  # converged when the largest gradient entry is below this
+    max_iter: int = 1000
+    knn_k: int = 5
+    every_epoch: bool = True  # the accuracy curve: probe after every pretraining epoch
+    pixel_baseline: bool = True  # probe on raw pixels (cached per dataset under the data root)
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    latent: int = 20
+    epochs: int = 20
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    seed: int = 0
+    threads: Optional[int] = None  # torch CPU threads (None: cores, split between parallel jobs)
+    figures: bool = True
+    progress: Optional[bool] = None  # progress bars (None: only on a terminal)
+    resume: Optional[str] = None  # a run directory to continue from its checkpoint
+    # Filled in by experiments for the record; free text.
+    experiment_name: Optional[str] = None
+
+
+def register() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="aebench_schema", node=Config)
+
+
+def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not accepted; choose one of: {', '.join(allowed)}")
+
+
+def _positive(key: str, value: Any, minimum: float = 1, integer: bool = True) -> None:
+    kind = "an integer" if integer else "a number"
+    if value is None or (integer and not isinstance(value, int)) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{key}={value!r} is not accepted; it must be {kind} >= {minimum}")
+
+
+def validate(cfg: DictConfig | Config) -> None:
+    """Check ranges and combinations that types alone cannot express."""
+    _one_of("model", cfg.model.name, MODELS)
+    _one_of("data", cfg.data.name, DATASETS)
+    _positive("latent", cfg.latent)
+    _positive("epochs", cfg.epochs)
+    for i, width in enumerate(cfg.model.hidden):
+        _positive(f"model.hidden[{i}]", width)
+    if cfg.model.name == "vae" and len(cfg.model.hidden) == 0:
+        raise ConfigError("model.hidden=[] is not accepted for model=vae; give at least one hidden width")
+    for i, width in enumerate(cfg.model.decoder_hidden or []):
+        _positive(f"model.decoder_hidden[{i}]", width)
+    _one_of("model.activation", cfg.model.activation, ("relu", "gelu", "elu"))
+    _one_of("model.code_activation", cfg.model.code_activation, ("none", "relu"))
+    _one_of("model.recon_loss", cfg.model.recon_loss, ("bce", "mse"))
+    if not cfg.model.beta >= 0:
+        raise ConfigError(f"model.beta={cfg.model.beta!r} is not accepted; it must be a number >= 0")
+    for key in ("train_subset", "test_subset"):
+        value = cfg.data[key] if isinstance(cfg, DictConfig) else getattr(cfg.data, key)
+        if value is not None:
+            _positive(f"data.{key}", value, minimum=2)
+    _positive("train.batch_size", cfg.train.batch_size)
+    if not cfg.train.lr > 0:
+        raise ConfigError(f"train.lr={cfg.train.lr!r} is not accepted; it must be a number > 0")
+    if not cfg.train.weight_decay >= 0:
+        raise ConfigError(f"train.weight_decay={cfg.train.weight_decay!r} is not accepted; it must be >= 0")
+    _one_of("train.scheduler", cfg.train.scheduler, SCHEDULERS)
+    _positive("train.step_size", cfg.train.step_size)
+    if not 0 < cfg.train.gamma <= 1:
+        raise ConfigError(f"train.gamma={cfg.train.gamma!r} is not accepted; it must be in (0, 1]")
+    _one_of("train.precision", cfg.train.precision, PRECISIONS)
+    if not cfg.probe.l2 >= 0:
+        raise ConfigError(f"probe.l2={cfg.probe.l2!r} is not accepted; it must be >= 0")
+    if not cfg.probe.tol > 0:
+        raise ConfigError(f"probe.tol={cfg.probe.tol!r} is not accepted; it must be > 0")
+    _positive("probe.max_iter", cfg.probe.max_iter)
+    _positive("probe.knn_k", cfg.probe.knn_k)
+    if cfg.threads is not None:
+        _positive("threads", cfg.threads)
+    resolve_device(cfg.device)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → the first CUDA GPU if there is one, else the CPU; check the rest exist."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={name} was asked for, but no CUDA GPU is available here; use device=cpu or device=auto")
+        index = int(name[5:]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device={name} does not exist: this machine has {torch.cuda.device_count()} GPU(s) "
+                f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})"
+            )
+        return torch.device("cuda", index)
+    raise ConfigError(f"device={name!r} is not accepted; choose one of: auto, cpu, cuda, cuda:N")
+
+
+def summary(cfg: DictConfig) -> dict[str, Any]:
+    """The few settings that identify a run, for metrics.json and sweep summaries."""
+    return {
+        "model": cfg.model.name,
+        "latent": cfg.latent,
+        "hidden": list(cfg.model.hidden),
+        "dataset": cfg.data.name,
+        "epochs": cfg.epochs,
+        "batch_size": cfg.train.batch_size,
+        "lr": cfg.train.lr,
+        "beta": cfg.model.beta if cfg.model.name == "vae" else None,
+        "seed": cfg.seed,
+        "train_subset": cfg.data.train_subset,
+        "test_subset": cfg.data.test_subset,
+        "experiment": cfg.get("experiment_name"),
+    }
+
+
+def to_container(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

@@ -1,0 +1,37 @@
+"""The one exception type a user is meant to see: a clear, one-line message."""
+
+
+class AebenchError(Exception):
+    """Bad input or an environment problem the user can fix.
+
+    The message is printed as one line (``aebench: error: <message>``), with no
+    traceback, and the process exits with :data:`EXIT_CODE`.  Every message says
+    what is wrong and what would be right.
+    """
+
+    EXIT_CODE = 2
+
+
+class ConfigError(AebenchError):
+    """A configuration value is out of range or inconsistent."""
+
+
+class DataError(AebenchError):
+    """A dataset is missing, unreadable, corrupted or cannot be written."""
+
+
+class CheckpointError(AebenchError):
+    """A checkpoint cannot be resumed with this config or this aebench."""
+
+
+class Interrupted(Exception):
+    """Training stopped on SIGINT/SIGTERM after writing a resumable checkpoint."""
+
+    def __init__(self, signum: int, run_dir: str, where: str):
+        self.signum = signum
+        self.run_dir = run_dir
+        super().__init__(f"interrupted by signal {signum} {where}; resume with: aebench resume={run_dir}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

@@ -1,0 +1,311 @@
+"""One run: data → model → pretrain (probe each epoch) → final read-outs → figures → metrics.json.
+
+The run directory holds ``metrics.json``, ``history.csv``, ``checkpoints/last.pt``
+and ``figures/``; Hydra adds ``.hydra/`` and the log file.  Every file is
+written atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from . import __version__, atomic, config, data, models, plots, probe
+from .errors import CheckpointError
+from .train import Trainer, TrainSettings
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.csv"
+CHECKPOINT = Path("checkpoints") / "last.pt"
+FIGURES = "figures"
+
+
+def default_threads(cfg: DictConfig, parallel_jobs: int = 1) -> int:
+    """Explicit ``threads``, else the usable cores split between jobs that run at once."""
+    if cfg.threads:
+        return int(cfg.threads)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, parallel_jobs))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_model(cfg: DictConfig, input_dim: int) -> torch.nn.Module:
+    m = cfg.model
+    return models.build(
+        m.name,
+        input_dim=input_dim,
+        latent=cfg.latent,
+        hidden=list(m.hidden),
+        decoder_hidden=list(m.decoder_hidden) if m.decoder_hidden is not None else None,
+        code_activation=m.code_activation,
+        recon_loss=m.recon_loss,
+        beta=m.beta,
+        activation=m.activation,
+    )
+
+
+@torch.no_grad()
+def encode_all(model: torch.nn.Module, x: torch.Tensor, batch: int = 10_000) -> torch.Tensor:
+    was_training = model.training
+    model.eval()
+    codes = torch.cat([model.encode(x[i : i + batch]).float() for i in range(0, len(x), batch)])
+    model.train(was_training)
+    return codes
+
+
+def versions() -> dict[str, str]:
+    import hydra
+    import torchvision
+
+    return {
+        "aebench": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "hydra": hydra.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def pixel_baseline(cfg: DictConfig, ds: data.ImageData, root: Path) -> float | None:
+    """Linear probe on standardised raw pixels, cached per dataset/subset under the data root."""
+    if not cfg.probe.pixel_baseline:
+        return None
+    spec = data.spec_for(cfg.data.name)
+    cache = root / spec.folder / "aebench-pixel-probe.json"
+    key = f"train{len(ds.train_x)}-test{len(ds.test_x)}-l2{cfg.probe.l2}-tol{cfg.probe.tol}-v1"
+    cached: dict[str, float] = {}
+    if cache.is_file():
+        try:
+            import json
+
+            cached = json.loads(cache.read_text())
+            if key in cached:
+                return float(cached[key])
+        except (ValueError, OSError):
+            cached = {}
+    log.info("probe on raw pixels (computed once per dataset, then cached in %s)", cache)
+    result = probe.linear_probe(ds.train_x, ds.train_y, ds.test_x, ds.test_y, len(ds.classes),
+                                cfg.probe.l2, cfg.probe.tol, cfg.probe.max_iter)
+    cached[key] = result.accuracy
+    try:
+        atomic.write_json(cache, cached)
+    except OSError as e:
+        log.warning("could not cache the pixel baseline in %s: %s", cache, e)
+    return result.accuracy
+
+
+def load_checkpoint(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        raise CheckpointError(f"nothing to resume in {run_dir}: no {CHECKPOINT} there; give resume=<a run directory with a checkpoint>")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same advice
+        raise CheckpointError(f"checkpoint {path} cannot be read ({type(e).__name__}); it is damaged: start a new run") from None
+    if not isinstance(ckpt, dict) or "aebench_version" not in ckpt or "config" not in ckpt:
+        raise CheckpointError(f"{path} is not an aebench checkpoint; give resume=<a run directory made by aebench>")
+    if ckpt["aebench_version"] != __version__:
+        raise CheckpointError(
+            f"checkpoint {path} was written by aebench {ckpt['aebench_version']}, this is aebench {__version__}; "
+            f"resume it with aebench {ckpt['aebench_version']} or start a new run"
+        )
+    return ckpt
+
+
+def run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None, parallel_jobs: int = 1) -> dict[str, Any]:
+    """Run the whole pipeline in ``run_dir``; return the metrics written to metrics.json."""
+    t_start = time.perf_counter()
+    seconds: dict[str, float] = {}
+    config.validate(cfg)
+    device = config.resolve_device(cfg.device)
+    torch.set_num_threads(default_threads(cfg, parallel_jobs))
+    seed_everything(cfg.seed)
+    progress = sys.stderr.isatty() if cfg.progress is None else bool(cfg.progress)
+    run_dir = Path(run_dir)
+    fig_dir = run_dir / FIGURES
+
+    t = time.perf_counter()
+    root = data.resolve_root(cfg.data.root)
+    ds = data.load(cfg.data.name, root, device, cfg.data.train_subset, cfg.data.test_subset, cfg.data.download)
+    n_classes = len(ds.classes)
+    seconds["data"] = time.perf_counter() - t
+    log.info("%s: %d train / %d test images on %s", ds.title, len(ds.train_x), len(ds.test_x), device)
+
+    t = time.perf_counter()
+    pca_mean, pca_components = probe.pca_fit(ds.train_x, min(cfg.latent, ds.input_dim))
+    pca_train = probe.pca_project(ds.train_x, pca_mean, pca_components)
+    pca_test = probe.pca_project(ds.test_x, pca_mean, pca_components)
+    pca_probe = probe.linear_probe(pca_train, ds.train_y, pca_test, ds.test_y, n_classes, cfg.probe.l2, cfg.probe.tol, cfg.probe.max_iter)
+    pixel_probe = pixel_baseline(cfg, ds, root)
+    seconds["baselines"] = time.perf_counter() - t
+
+    model = build_model(cfg, ds.input_dim).to(device)
+    probe_seconds = [0.0]
+
+    def probe_codes(m: torch.nn.Module) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        result = probe.linear_probe(encode_all(m, ds.train_x), ds.train_y, encode_all(m, ds.test_x), ds.test_y,
+                                    n_classes, cfg.probe.l2, cfg.probe.tol, cfg.probe.max_iter)
+        probe_seconds[0] += time.perf_counter() - t0
+        if not result.converged:
+            log.warning("probe stopped at max_iter=%d before converging (gradient %.2g)", cfg.probe.max_iter, result.grad_norm)
+        return {"probe_accuracy": result.accuracy, "probe_iterations": result.iterations}
+
+    settings = TrainSettings(
+        epochs=cfg.epochs, batch_size=cfg.train.batch_size, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
+        scheduler=cfg.train.scheduler, step_size=cfg.train.step_size, gamma=cfg.train.gamma,
+        precision=cfg.train.precision, compile=cfg.train.compile, seed=cfg.seed,
+    )
+    trainer = Trainer(
+        model, ds, settings,
+        checkpoint_path=run_dir / CHECKPOINT,
+        checkpoint_extra={"aebench_version": __version__, "config": config.to_container(cfg)},
+        run_dir=run_dir,
+        epoch_metrics=probe_codes if cfg.probe.every_epoch else None,
+        on_history=lambda history: atomic.write_csv(run_dir / HISTORY_FILE, history),
+        progress=progress,
+    )
+    resumed_from = None
+    if checkpoint is not None:
+        trainer.load_checkpoint(checkpoint)
+        resumed_from = {"epoch": trainer.state.epoch, "step": trainer.state.step}
+        log.info("resuming after epoch %d, step %d", trainer.state.epoch, trainer.state.step)
+    t = time.perf_counter()
+    history = trainer.fit()
+    seconds["pretrain"] = time.perf_counter() - t - probe_seconds[0]
+
+    t = time.perf_counter()
+    train_codes, test_codes = encode_all(model, ds.train_x), encode_all(model, ds.test_x)
+    final = history[-1]
+    probe_accuracy = final.get("probe_accuracy")
+    if probe_accuracy is None:
+        probe_accuracy = probe.linear_probe(train_codes, ds.train_y, test_codes, ds.test_y, n_classes,
+                                            cfg.probe.l2, cfg.probe.tol, cfg.probe.max_iter).accuracy
+    knn = probe.knn_accuracy(train_codes, ds.train_y, test_codes, ds.test_y, cfg.probe.knn_k, n_classes)
+    seconds["probe"] = probe_seconds[0] + time.perf_counter() - t
+
+    if cfg.figures:
+        t = time.perf_counter()
+        draw_figures(cfg, model, ds, history, test_codes, {"PCA probe (same size)": pca_probe.accuracy,
+                                                           "raw-pixel probe": pixel_probe}, fig_dir)
+        seconds["figures"] = time.perf_counter() - t
+    seconds["total"] = time.perf_counter() - t_start
+
+    metrics: dict[str, Any] = {
+        "status": "completed",
+        "recon_mse": final["test_recon_mse"],
+        "neg_elbo": final.get("test_neg_elbo"),
+        "probe_accuracy": probe_accuracy,
+        "knn_accuracy": knn,
+        "pca_probe_accuracy": pca_probe.accuracy,
+        "pixel_probe_accuracy": pixel_probe,
+        "test_loss": final["test_loss"],
+        "dead_code_units": probe.dead_units(test_codes),
+        "epochs_trained": final["epoch"],
+        "config": config.summary(cfg),
+        "versions": versions(),
+        "device": device_name(device),
+        "resumed_from": resumed_from,
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "memory": peak_memory(device),
+    }
+    if cfg.model.name != "vae":
+        del metrics["neg_elbo"]
+    atomic.write_json(run_dir / METRICS_FILE, metrics)
+    return metrics
+
+
+def peak_memory(device: torch.device) -> dict[str, float | None]:
+    host_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    dev = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    return {"peak_host_mib": round(host_kb / 1024, 1), "peak_device_mib": round(dev, 1) if dev is not None else None}
+
+
+@torch.no_grad()
+def draw_figures(cfg: DictConfig, model: torch.nn.Module, ds: data.ImageData, history: list[dict[str, Any]],
+                 test_codes: torch.Tensor, baselines: dict[str, float | None], fig_dir: Path) -> None:
+    model.eval()
+    h, w = ds.image_shape
+    rng = torch.Generator().manual_seed(cfg.seed)  # which images are shown; fixed by the seed
+    label = f"{cfg.model.name.upper()}, latent {cfg.latent}, {ds.title}"
+    as_images = lambda t: t.float().reshape(-1, h, w).cpu().numpy()  # noqa: E731
+
+    loss_label = {
+        "vae": "negative ELBO (nats per image)" if cfg.model.beta == 1 else f"BCE + {cfg.model.beta}·KL (nats per image)",
+        "ae": "BCE (nats per image)" if cfg.model.recon_loss == "bce" else "MSE per pixel",
+    }[cfg.model.name]
+    plots.loss_curves(history, loss_label, fig_dir / "loss.png")
+
+    pick = torch.randperm(len(ds.test_x), generator=rng)[:64].to(ds.test_x.device)
+    x = ds.test_x[pick]
+    plots.reconstructions(as_images(x), as_images(model.reconstruct(x)), f"Reconstructions of test images ({label})",
+                          fig_dir / "reconstructions.png")
+
+    labels = ds.test_y.cpu()
+    per_class_idx = []
+    for c in range(len(ds.classes)):
+        members = torch.nonzero(labels == c).flatten()
+        chosen = members[torch.randperm(len(members), generator=rng)[:10]]
+        if len(chosen) < 10:  # tiny test subsets: repeat what there is (or leave blank)
+            chosen = chosen.repeat(10)[:10] if len(chosen) else chosen
+        per_class_idx.append(chosen)
+    if all(len(c) == 10 for c in per_class_idx):
+        idx = torch.stack(per_class_idx).to(ds.test_x.device)
+        originals = ds.test_x[idx.flatten()]
+        plots.per_class(as_images(originals).reshape(len(ds.classes), 10, h, w),
+                        as_images(model.reconstruct(originals)).reshape(len(ds.classes), 10, h, w),
+                        ds.classes, f"10 random test images per class and their reconstructions ({label})",
+                        fig_dir / "per_digit.png")
+
+    curve = [row for row in history if row.get("probe_accuracy") is not None]
+    if curve:
+        plots.probe_curve([r["epoch"] for r in curve], [r["probe_accuracy"] for r in curve], baselines,
+                          f"Linear probe on frozen codes ({label})", fig_dir / "probe_accuracy.png")
+
+    shown = torch.randperm(len(ds.test_x), generator=rng)[:5000]
+    codes = test_codes[shown.to(test_codes.device)]
+    if codes.shape[1] == 2:
+        points, axis = codes, "code unit"
+    else:
+        mean, comps = probe.pca_fit(test_codes, 2)
+        points, axis = probe.pca_project(codes, mean, comps), "principal component of the codes"
+    plots.latent_scatter(points.cpu().numpy(), labels[shown].numpy(), ds.classes,
+                         f"Codes of test images ({label})", axis, fig_dir / "latent_space.png")
+
+    if cfg.model.name == "vae":
+        gen = torch.Generator(device=ds.test_x.device).manual_seed(cfg.seed)
+        plots.image_sheet(as_images(model.sample(64, generator=gen)), 8, f"Decoded draws from the prior N(0, I) ({label})",
+                          fig_dir / "samples.png")
+        pairs = torch.randperm(len(ds.test_x), generator=rng)[:16].to(ds.test_x.device)
+        z = model.encode(ds.test_x[pairs]).float()
+        start, end = z[:8], z[8:]
+        steps = torch.linspace(0, 1, 10, device=z.device)
+        path = start[:, None, :] * (1 - steps)[None, :, None] + end[:, None, :] * steps[None, :, None]
+        plots.image_sheet(as_images(model.decode(path.reshape(-1, z.shape[1]))), 10,
+                          f"Decoded straight paths between the codes (mu) of two test images ({label})",
+                          fig_dir / "interpolation.png", xlabel="from the first image (left) to the second (right)")
+    model.train()

@@ -1,0 +1,195 @@
+"""Every figure aebench draws, headless (matplotlib's Agg backend).
+
+Functions take plain arrays and numbers, never models or training state, and
+write one PNG each, atomically.  Image grids are composed in numpy and drawn
+with a single ``imshow``, which keeps a figure to a few tens of milliseconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from . import atomic  # noqa: E402
+
+DPI = 110
+
+
+def _save(fig: Any, path: Path) -> None:
+    fig.tight_layout()
+    atomic.save_figure(fig, path, dpi=DPI)
+    plt.close(fig)
+
+
+def image_grid(images: np.ndarray, cols: int, pad: int = 1) -> np.ndarray:
+    """Tile (N, H, W) images in [0, 1] into one (rows*(H+pad), cols*(W+pad)) array, white gaps."""
+    n, h, w = images.shape
+    rows = -(-n // cols)
+    grid = np.ones((rows * (h + pad) - pad, cols * (w + pad) - pad), dtype=np.float32)
+    for i, img in enumerate(images):
+        r, c = divmod(i, cols)
+        grid[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = img
+    return grid
+
+
+def _show(ax: Any, grid: np.ndarray, title: str) -> None:
+    ax.imshow(grid, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def loss_curves(history: Sequence[dict[str, Any]], loss_label: str, path: Path) -> None:
+    """Train and test loss per epoch, and the test reconstruction error per epoch."""
+    epochs = [row["epoch"] for row in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(epochs, [row["train_loss"] for row in history], "o-", label="train")
+    ax1.plot(epochs, [row["test_loss"] for row in history], "s-", label="test")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel(loss_label)
+    ax1.set_title("Training objective")
+    ax1.legend()
+    ax1.grid(alpha=0.3)
+    ax2.plot(epochs, [row["test_recon_mse"] for row in history], "s-", color="C2")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("MSE per pixel (pixels in [0, 1])")
+    ax2.set_title("Test reconstruction error")
+    ax2.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def reconstructions(originals: np.ndarray, recons: np.ndarray, title: str, path: Path) -> None:
+    """Test images (left) and their reconstructions (right), the same 8x8 layout."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 4.8))
+    _show(ax1, image_grid(originals, cols=8), "test images")
+    _show(ax2, image_grid(recons, cols=8), "reconstructions")
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def per_class(originals: np.ndarray, recons: np.ndarray, class_names: Sequence[str], title: str, path: Path) -> None:
+    """For each class, a row of test images above a row of their reconstructions.
+
+    ``originals`` and ``recons`` are (classes, per_class, H, W).
+    """
+    n_classes, per, h, w = originals.shape
+    rows = []
+    for c in range(n_classes):
+        rows.append(originals[c])
+        rows.append(recons[c])
+    grid = image_grid(np.concatenate(rows), cols=per)
+    fig, ax = plt.subplots(figsize=(per * 0.62 + 1.6, n_classes * 1.25 + 0.6))
+    _show(ax, grid, title)
+    ax.set_yticks([(2 * c + 1) * (h + 1) - 0.5 for c in range(n_classes)])
+    ax.set_yticklabels([f"{name}\n(image / recon.)" for name in class_names], fontsize=7)
+    ax.tick_params(left=False)
+    _save(fig, path)
+
+
+def probe_curve(
+    epochs: Sequence[int],
+    accuracy: Sequence[float],
+    baselines: dict[str, float],
+    title: str,
+    path: Path,
+) -> None:
+    """Linear-probe test accuracy after each pretraining epoch, with reference lines."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    ax.plot(epochs, [100 * a for a in accuracy], "o-", label="linear probe on codes", zorder=3)
+    styles = ["--", ":", "-."]
+    for i, (name, value) in enumerate(baselines.items()):
+        if value is not None and value == value:  # skip missing / NaN
+            ax.axhline(100 * value, linestyle=styles[i % len(styles)], color=f"C{i + 1}", label=f"{name}: {100 * value:.2f}%")
+    ax.set_xlabel("pretraining epoch")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    _save(fig, path)
+
+
+def latent_scatter(points: np.ndarray, labels: np.ndarray, class_names: Sequence[str], title: str, axis: str, path: Path) -> None:
+    """2-D codes of test images, one colour per class."""
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    cmap = plt.get_cmap("tab10")
+    for c, name in enumerate(class_names):
+        sel = labels == c
+        ax.scatter(points[sel, 0], points[sel, 1], s=3, alpha=0.6, color=cmap(c % 10), label=name, rasterized=True)
+    ax.set_xlabel(f"{axis} 1")
+    ax.set_ylabel(f"{axis} 2")
+    ax.set_title(title)
+    ax.legend(markerscale=4, fontsize=7, loc="best", frameon=True)
+    _save(fig, path)
+
+
+def image_sheet(images: np.ndarray, cols: int, title: str, path: Path, xlabel: str | None = None) -> None:
+    """A grid of images (prior samples, interpolation paths)."""
+    rows = -(-len(images) // cols)
+    fig, ax = plt.subplots(figsize=(cols * 0.6 + 0.4, rows * 0.6 + 0.8))
+    _show(ax, image_grid(images, cols=cols), title)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    _save(fig, path)
+
+
+# ---------------------------------------------------------------- sweep comparisons
+
+
+def metric_vs_latent(series: dict[str, dict[int, float]], references: dict[str, dict[int, float]],
+                     ylabel: str, title: str, path: Path, percent: bool = False) -> None:
+    """One line per model (``series[model][latent] = value``), reference lines dashed."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    scale = 100 if percent else 1
+    for name, points in series.items():
+        xs = sorted(points)
+        ax.plot(xs, [scale * points[x] for x in xs], "o-", label=name)
+    for i, (name, points) in enumerate(references.items()):
+        xs = sorted(points)
+        if len(xs) == 1 or len({points[x] for x in xs}) == 1:
+            ax.axhline(scale * points[xs[0]], linestyle=":", color="gray", label=name)
+        else:
+            ax.plot(xs, [scale * points[x] for x in xs], "--", color=f"C{7 + i}", label=name)
+    ax.set_xscale("log")
+    all_x = sorted({x for pts in series.values() for x in pts})
+    if all_x:
+        ax.set_xticks(all_x)
+        ax.set_xticklabels([str(x) for x in all_x])
+    ax.set_xlabel("latent size")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def all_loss_curves(curves: dict[str, tuple[list[int], list[float]]], ylabel: str, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for name, (epochs, values) in curves.items():
+        ax.plot(epochs, values, "-", marker=".", label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_yscale("log")
+    ax.set_title("Test reconstruction error of every job")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    _save(fig, path)
+
+
+def reconstruction_rows(originals: np.ndarray, rows: dict[str, np.ndarray], path: Path) -> None:
+    """The same test images (top row) reconstructed by each job (one row per job)."""
+    names = ["test images", *rows]
+    stack = np.concatenate([originals, *rows.values()])
+    cols = len(originals)
+    h = originals.shape[1]
+    fig, ax = plt.subplots(figsize=(cols * 0.55 + 2.5, len(names) * 0.55 + 0.8))
+    _show(ax, image_grid(stack, cols=cols), "The same test images, reconstructed by each job")
+    ax.set_yticks([i * (h + 1) + h / 2 for i in range(len(names))])
+    ax.set_yticklabels(names, fontsize=7)
+    ax.tick_params(left=False)
+    _save(fig, path)

@@ -1,0 +1,312 @@
+"""The pretraining loop: batches by index from tensors already on the device.
+
+Per epoch: a fresh permutation from the run's own generator, one optimiser step
+per batch, loss parts summed on the device (no host synchronisation per step),
+then a batched test-set evaluation, the caller's ``on_epoch_end`` (the probe),
+and an atomic checkpoint.  SIGINT/SIGTERM end the current step, write a
+mid-epoch checkpoint and raise :class:`~aebench.errors.Interrupted`; resuming
+from it gives the same numbers as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from . import atomic
+from .data import ImageData
+from .errors import CheckpointError, Interrupted
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+EVAL_BATCH = 10_000
+
+
+@dataclass
+class TrainSettings:
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.0
+    scheduler: str = "none"  # none | step | cosine
+    step_size: int = 6
+    gamma: float = 0.1
+    precision: str = "fp32"
+    compile: bool = False
+    seed: int = 0
+
+
+@dataclass
+class TrainState:
+    """Where training stands; everything here goes into the checkpoint."""
+
+    epoch: int = 0  # completed epochs
+    step: int = 0  # steps completed in the epoch under way (0 at an epoch boundary)
+    perm: torch.Tensor | None = None  # the permutation of the epoch under way
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)  # loss parts summed over images so far
+    epoch_seconds: float = 0.0  # training seconds spent in the epoch under way
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM while training; the loop checks it after each step."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[StopFlag]:
+    flag = StopFlag()
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError):  # not the main thread (e.g. some launchers)
+            previous[sig] = signal.signal(sig, flag)
+    try:
+        yield flag
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _self_signal_hook() -> tuple[int, int] | None:
+    """Test hook: AEBENCH_SELF_SIGNAL='TERM@37' sends SIGTERM to this process after global step 37."""
+    spec = os.environ.get("AEBENCH_SELF_SIGNAL")
+    if not spec:
+        return None
+    name, _, step = spec.partition("@")
+    return getattr(signal, f"SIG{name}"), int(step)
+
+
+def rng_states() -> dict[str, Any]:
+    states = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def make_optimizer(model: nn.Module, s: TrainSettings, device: torch.device) -> torch.optim.Optimizer:
+    # The fused Adam kernel cuts the per-step optimiser cost by ~40 % on CPU and is the fast path on CUDA.
+    return torch.optim.Adam(model.parameters(), lr=s.lr, weight_decay=s.weight_decay, fused=True)
+
+
+def make_scheduler(opt: torch.optim.Optimizer, s: TrainSettings) -> torch.optim.lr_scheduler.LRScheduler:
+    if s.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=s.step_size, gamma=s.gamma)
+    if s.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=s.epochs)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 1.0)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, seed: int, precision: str = "fp32") -> dict[str, float]:
+    """Test-set loss parts (per image) and ``recon_mse`` (per pixel), in large batches.
+
+    The VAE's sampled terms use a generator seeded with ``seed``, so the same
+    model always gets the same numbers.
+    """
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator(device=x.device).manual_seed(seed)
+    sums: dict[str, torch.Tensor] = {}
+    sq_err = torch.zeros((), dtype=torch.float64, device=x.device)
+    for start in range(0, len(x), EVAL_BATCH):
+        batch = x[start : start + EVAL_BATCH]
+        with _autocast(x.device, precision):
+            parts = model.loss(batch, generator=gen)
+            recon = model.reconstruct(batch)
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0) + v.double() * len(batch)
+        sq_err += (recon.float() - batch).pow(2).sum(dtype=torch.float64)
+    model.train(was_training)
+    out = {k: (v / len(x)).item() for k, v in sums.items()}
+    out["recon_mse"] = (sq_err / x.numel()).item()
+    return out
+
+
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class Trainer:
+    """Trains ``model`` on ``data.train_x``; writes ``checkpoint_path`` after every epoch.
+
+    ``epoch_metrics(model)`` adds numbers to each epoch's history row (the probe);
+    ``on_history(history)`` is called once the row and the checkpoint are written.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: ImageData,
+        settings: TrainSettings,
+        checkpoint_path: Path,
+        checkpoint_extra: dict[str, Any],
+        run_dir: Path,
+        epoch_metrics: Callable[[nn.Module], dict[str, Any]] | None = None,
+        on_history: Callable[[list[dict[str, Any]]], None] | None = None,
+        progress: bool = False,
+    ):
+        self.model = model
+        self.data = data
+        self.s = settings
+        self.device = data.train_x.device
+        self.checkpoint_path = Path(checkpoint_path)
+        self.checkpoint_extra = checkpoint_extra
+        self.run_dir = Path(run_dir)
+        self.epoch_metrics = epoch_metrics
+        self.on_history = on_history
+        self.progress = progress
+        self.optimizer = make_optimizer(model, settings, self.device)
+        self.scheduler = make_scheduler(self.optimizer, settings)
+        self.generator = torch.Generator(device=self.device).manual_seed(settings.seed)
+        self.state = TrainState()
+        self.loss_fn = model.loss
+        if settings.compile:
+            mode = "reduce-overhead" if self.device.type == "cuda" else None
+            self.loss_fn = torch.compile(model.loss, mode=mode)
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint(self) -> dict[str, Any]:
+        st = self.state
+        return {
+            "format": CHECKPOINT_FORMAT,
+            **self.checkpoint_extra,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": st.epoch,
+            "step": st.step,
+            "perm": st.perm.cpu() if st.perm is not None and st.step > 0 else None,
+            "sums": {k: v.cpu() for k, v in st.sums.items()} if st.step > 0 else {},
+            "epoch_seconds": st.epoch_seconds,
+            "history": st.history,
+            "generator": self.generator.get_state(),
+            "rng": rng_states(),
+        }
+
+    def save_checkpoint(self) -> None:
+        atomic.save_torch(self.checkpoint_path, self.checkpoint())
+
+    def load_checkpoint(self, ckpt: dict[str, Any]) -> None:
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+        except (RuntimeError, KeyError, ValueError) as e:
+            first = str(e).strip().splitlines()[0]
+            raise CheckpointError(
+                f"checkpoint {self.checkpoint_path} does not fit this model ({first}); "
+                "resume it with its own config, or start a new run"
+            ) from None
+        st = self.state
+        st.epoch, st.step = ckpt["epoch"], ckpt["step"]
+        st.perm = ckpt["perm"].to(self.device) if ckpt["perm"] is not None else None
+        st.sums = {k: v.to(self.device) for k, v in ckpt["sums"].items()}
+        st.epoch_seconds = ckpt["epoch_seconds"]
+        st.history = list(ckpt["history"])
+        self.generator.set_state(ckpt["generator"])
+        set_rng_states(ckpt["rng"])
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> list[dict[str, Any]]:
+        x_all = self.data.train_x
+        n, batch = len(x_all), self.s.batch_size
+        steps_per_epoch = math.ceil(n / batch)
+        hook = _self_signal_hook()
+        self.model.train()
+        with stop_on_signals() as stop:
+            while self.state.epoch < self.s.epochs:
+                st = self.state
+                epoch = st.epoch + 1
+                if st.step == 0:
+                    st.perm = torch.randperm(n, device=self.device, generator=self.generator)
+                    st.sums = {}
+                    st.epoch_seconds = 0.0
+                lr = self.optimizer.param_groups[0]["lr"]
+                t0 = time.perf_counter()
+                bar = tqdm(
+                    total=steps_per_epoch,
+                    initial=st.step,
+                    desc=f"epoch {epoch}/{self.s.epochs}",
+                    unit="batch",
+                    disable=not self.progress,
+                    leave=False,
+                    file=sys.stderr,
+                )
+                with bar:
+                    for step in range(st.step, steps_per_epoch):
+                        idx = st.perm[step * batch : (step + 1) * batch]
+                        x = x_all[idx]
+                        with _autocast(self.device, self.s.precision):
+                            parts = self.loss_fn(x, generator=self.generator)
+                        self.optimizer.zero_grad(set_to_none=True)
+                        parts["loss"].backward()
+                        self.optimizer.step()
+                        for k, v in parts.items():
+                            contrib = v.detach().float() * len(idx)
+                            st.sums[k] = st.sums[k] + contrib if k in st.sums else contrib
+                        st.step = step + 1
+                        bar.update(1)
+                        if hook is not None and (st.epoch * steps_per_epoch + st.step) == hook[1]:
+                            os.kill(os.getpid(), hook[0])
+                        if stop.signum is not None and st.step < steps_per_epoch:
+                            st.epoch_seconds += time.perf_counter() - t0
+                            self.save_checkpoint()
+                            raise Interrupted(stop.signum, str(self.run_dir),
+                                              f"in epoch {epoch} after step {st.step}/{steps_per_epoch}")
+                train_seconds = st.epoch_seconds + time.perf_counter() - t0
+                row: dict[str, Any] = {"epoch": epoch, "lr": lr}
+                row.update({f"train_{k}": (v / n).item() for k, v in st.sums.items()})
+                t1 = time.perf_counter()
+                row.update({f"test_{k}": v for k, v in evaluate(self.model, self.data.test_x, self.s.seed, self.s.precision).items()})
+                if self.epoch_metrics is not None:
+                    row.update(self.epoch_metrics(self.model))
+                row["train_seconds"] = round(train_seconds, 4)
+                row["eval_seconds"] = round(time.perf_counter() - t1, 4)
+                self.scheduler.step()
+                st.epoch, st.step, st.perm, st.sums, st.epoch_seconds = epoch, 0, None, {}, 0.0
+                st.history.append(row)
+                self.save_checkpoint()
+                if self.on_history is not None:
+                    self.on_history(st.history)
+                log.info(
+                    "epoch %d/%d: %s",
+                    epoch,
+                    self.s.epochs,
+                    ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch" and isinstance(v, float)),
+                )
+                if stop.signum is not None:  # signal arrived during the last step or the evaluation
+                    if st.epoch < self.s.epochs:
+                        raise Interrupted(stop.signum, str(self.run_dir), f"after epoch {epoch}")
+        return self.state.history
