@@ -30,9 +30,12 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, target)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if isinstance(e, OSError) and e.errno is not None:
+            # name the file the caller wanted, not the temporary one
+            raise OSError(e.errno, e.strerror, str(target)) from e
         raise
 
 
@@ -65,8 +68,10 @@ def write_csv(target: str | os.PathLike, rows: list[dict[str, Any]], columns: li
 def save_torch(target: str | os.PathLike, obj: Any) -> None:
     import torch
 
-    with atomic_path(target) as tmp:
-        torch.save(obj, tmp)
+    # Serialise in memory first: a failed write then surfaces as a plain OSError (errno and all).
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes(target, buf.getvalue())
 
 
 def save_figure(fig: Any, target: str | os.PathLike, **kwargs: Any) -> None:

@@ -7,6 +7,7 @@ own ``metrics.json`` (status and first line of the error) and the sweep goes on.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -18,7 +19,7 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import HydraException, MissingConfigException
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -112,6 +113,16 @@ def write_status(run_dir_: Path, cfg: DictConfig, status: str, error: str) -> No
     atomic.write_json(run_dir_ / pipeline.METRICS_FILE, {"status": status, "error": error, "config": summary})
 
 
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def as_write_error(e: OSError) -> AebenchError:
+    return AebenchError(
+        f"could not write {e.filename or 'a result file'}: {e.strerror}; free space there (or lift the limit), "
+        f"or write runs elsewhere with hydra.run.dir=<dir>; the last complete checkpoint is kept"
+    )
+
+
 def _only_hydra_files(path: Path) -> bool:
     return path.is_dir() and all(p.name in (".hydra", "aebench.log") for p in path.iterdir())
 
@@ -124,17 +135,31 @@ def run_job(cfg: DictConfig) -> float:
         checkpoint = None
         if cfg.resume:
             cfg, checkpoint = resume_config(cfg, hc)
-        metrics = pipeline.run(cfg, out, checkpoint, parallel_jobs(hc))
+        try:
+            metrics = pipeline.run(cfg, out, checkpoint, parallel_jobs(hc))
+        except OSError as e:
+            if e.errno in WRITE_ERRNOS:
+                raise as_write_error(e) from e
+            raise
     except Interrupted as e:
         log.warning("%s", e)
         write_status(out, cfg, "interrupted", str(e))
-        raise
+        if multirun:
+            raise  # stop the sweep: a person or the scheduler asked for it
+        exit_with(f"aebench: {e}", e.exit_code)
     except Exception as e:  # noqa: BLE001
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
         if not multirun:
+            if not isinstance(e, AebenchError):
+                raise  # a bug: show the traceback
             if isinstance(e, ConfigError) and not cfg.resume and _only_hydra_files(out):
                 shutil.rmtree(out, ignore_errors=True)  # bad input: leave nothing behind
-            raise
+                for parent in (out.parent, out.parent.parent):  # outputs/<date>/ if now empty
+                    try:
+                        parent.rmdir()
+                    except OSError:
+                        break
+            exit_with(f"aebench: error: {e}", AebenchError.EXIT_CODE)
         # In a sweep: record the failure and let the other jobs run.
         log.error("job failed: %s", first_line)
         if not isinstance(e, AebenchError):
@@ -144,6 +169,13 @@ def run_job(cfg: DictConfig) -> float:
         return math.nan
     print_summary(metrics, out)
     return float(metrics["probe_accuracy"])
+
+
+def exit_with(line: str, code: int) -> None:
+    """End a single run here, so that Hydra adds no lines of its own to ours."""
+    logging.shutdown()
+    print(line, file=sys.stderr)
+    sys.exit(code)
 
 
 def print_summary(metrics: dict[str, Any], out: Path) -> None:
@@ -174,12 +206,11 @@ def hydra_error_line(e: BaseException) -> str:
     """Hydra's multi-line composition errors, folded into one line that names the options."""
     text = str(e).strip()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    if isinstance(e, MissingConfigException) and "Available options" in text:
-        head = lines[0].removeprefix("In 'config': ")
-        group = text.split("Available options in '", 1)[1].split("'", 1)[0]
-        options = [ln for ln in lines if not ln.startswith(("In ", "Could not", "Available", "Config search", "Provider=", "-"))]
-        options = [o for o in options if "/" not in o and " " not in o]
-        return f"{head}; {group} accepts: {', '.join(options)}"
+    if isinstance(e, OverrideParseException):
+        return f"cannot parse the override {e.override!r}: {lines[0] if lines else e.message}; write key=value (lists as key=[a,b])"
+    if isinstance(e, MissingConfigException) and e.options:
+        head = lines[0].removeprefix("In 'config': ").removeprefix("In 'experiment': ")
+        return f"{head}; choose one of: {', '.join(sorted(e.options))}"
     first = lines[0] if lines else type(e).__name__
     cause = e.__cause__
     if cause is not None and str(cause).strip():

@@ -1,0 +1,52 @@
+"""Shared fixtures: the prepared MNIST under the data root, and a way to run the real command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Small but real: enough images for every class to appear in every figure.
+TINY = ["data.train_subset=2000", "data.test_subset=500", "progress=false"]
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """MNIST prepared once (offline source if needed) under the user's data root."""
+    from aebench import data
+
+    root = data.resolve_root(None)
+    data.prepare("mnist", root)
+    return root
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600,
+            module: str = "aebench") -> subprocess.CompletedProcess:
+    """Run ``python -m aebench ARGS`` in ``cwd`` as a user would; capture its output."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def only_run_dir(base: Path) -> Path:
+    runs = [p.parent for p in base.glob("outputs/*/*/metrics.json")]
+    assert len(runs) == 1, f"expected one run under {base}/outputs, found {runs}"
+    return runs[0]
+
+
+def read_metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+NUMBER_KEYS = ("recon_mse", "neg_elbo", "probe_accuracy", "knn_accuracy", "pca_probe_accuracy",
+               "pixel_probe_accuracy", "test_loss", "dead_code_units", "epochs_trained")
+
+
+def numbers(metrics: dict) -> dict:
+    """The result numbers of metrics.json, without timings, memory and versions."""
+    return {k: metrics.get(k) for k in NUMBER_KEYS}

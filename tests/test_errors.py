@@ -1,0 +1,106 @@
+"""Every bad input: one clear line, a non-zero exit, no traceback, nothing half-written.
+
+Each case here is a row of the table in README.md ("What bad input gets").
+"""
+
+from __future__ import annotations
+
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY, run_cli
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *expected: str) -> str:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    line = lines[0]
+    assert line.startswith("aebench: error: "), line
+    for text in expected:
+        assert text in line, (text, line)
+    return line
+
+
+CASES = {
+    # name: (overrides, phrases the one line must contain)
+    "unknown model": (["model=transformer"], ["model/transformer", "ae, vae"]),
+    "unknown dataset": (["data=cifar"], ["data/cifar", "fashion_mnist, mnist"]),
+    "unknown experiment": (["experiment=nope"], ["experiment/nope", "seed_report"]),
+    "latent zero": (["latent=0"], ["latent=0", ">= 1"]),
+    "latent negative": (["latent=-3"], ["latent=-3", ">= 1"]),
+    "latent not a number": (["latent=abc"], ["latent=abc", "Integer"]),
+    "latent not an integer": (["latent=2.5"], ["latent=2.5", "Integer"]),
+    "epochs zero": (["epochs=0"], ["epochs=0", ">= 1"]),
+    "epochs not a number": (["epochs=many"], ["epochs=many", "Integer"]),
+    "device without gpu": (["device=cuda"], ["device=cuda", "no CUDA GPU", "device=cpu"]),
+    "device unknown": (["device=tpu"], ["device='tpu'", "auto, cpu, cuda, cuda:N"]),
+    "batch size zero": (["train.batch_size=0"], ["train.batch_size=0", ">= 1"]),
+    "learning rate negative": (["train.lr=-0.1"], ["train.lr=-0.1", "> 0"]),
+    "scheduler unknown": (["train.scheduler=warmup"], ["train.scheduler='warmup'", "none, step, cosine"]),
+    "precision unknown": (["train.precision=fp8"], ["fp32, bf16"]),
+    "hidden width zero": (["model.hidden=[256,0]"], ["model.hidden[1]=0", ">= 1"]),
+    "hidden not a list": (["model.hidden=wide"], ["model.hidden=wide"]),
+    "activation unknown": (["model.activation=tanhh"], ["model.activation='tanhh'", "relu, gelu, elu"]),
+    "beta negative": (["model=vae", "model.beta=-1"], ["model.beta=-1", ">= 0"]),
+    "subset too small": (["data.train_subset=1"], ["data.train_subset=1", ">= 2"]),
+    "threads zero": (["threads=0"], ["threads=0", ">= 1"]),
+    "unknown key": (["lattent=5"], ["lattent"]),
+    "bad override syntax": (["latent=[1,"], ["latent=[1,"]),
+    "resume a folder without checkpoint": (["resume=/nonexistent/run"], ["nothing to resume", "/nonexistent/run"]),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_gets_one_clear_line(name, tmp_path):
+    overrides, expected = CASES[name]
+    proc = run_cli(*overrides, cwd=tmp_path)
+    assert_one_line_error(proc, *expected)
+    assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("metrics.json"))
+    assert not any((tmp_path / "outputs").rglob(".hydra")) if (tmp_path / "outputs").exists() else True
+
+
+def test_read_only_data_root(tmp_path):
+    proc = run_cli("data.root=/sys/aebench-data", *TINY, cwd=tmp_path)
+    assert_one_line_error(proc, "/sys/aebench-data", "cannot be written", "data.root=")
+
+
+def test_corrupted_data_file(tmp_path, data_root):
+    root = tmp_path / "data"
+    shutil.copytree(data_root / "MNIST" / "raw", root / "MNIST" / "raw")
+    target = root / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    blob = bytearray(target.read_bytes())
+    blob[5000] ^= 0x10
+    target.write_bytes(bytes(blob))
+    proc = run_cli(f"data.root={root}", *TINY, cwd=tmp_path)
+    assert_one_line_error(proc, "md5", str(target), "delete")
+    assert target.read_bytes() == bytes(blob)  # the user's file is left for them to inspect
+
+
+def _small_file_limit():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG instead
+    resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, 256 * 1024))
+
+
+def test_full_disk_while_writing_results(tmp_path, data_root):
+    """A write that fails for want of space (here: a file-size limit) is one line, with no half file."""
+    env = {"PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run([sys.executable, "-m", "aebench", "epochs=1", *TINY, "figures=false"], cwd=tmp_path,
+                          env={**__import__("os").environ, **env}, capture_output=True, text=True,
+                          preexec_fn=_small_file_limit, timeout=300)
+    line = assert_one_line_error(proc, "could not write", "File too large")
+    assert "last.pt" in line
+    assert not list(tmp_path.rglob("*.tmp")), "a temporary file was left behind"
+    assert not list(tmp_path.rglob("last.pt")) and not list(tmp_path.rglob("metrics.json"))
+
+
+def test_python_m_and_console_script_agree(tmp_path):
+    proc = subprocess.run([str(Path(sys.executable).parent / "aebench"), "latent=0"], cwd=tmp_path, capture_output=True, text=True)
+    assert_one_line_error(proc, "latent=0")

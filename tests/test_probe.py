@@ -1,0 +1,90 @@
+"""The read-outs: a converged linear probe, k-NN, PCA."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize
+from scipy.special import logsumexp
+
+from aebench import data, probe
+
+
+@pytest.fixture(scope="module")
+def pca_features(data_root):
+    ds = data.load("mnist", data_root, torch.device("cpu"))
+    mean, comps = probe.pca_fit(ds.train_x, 20)
+    return (probe.pca_project(ds.train_x, mean, comps), ds.train_y,
+            probe.pca_project(ds.test_x, mean, comps), ds.test_y)
+
+
+def scipy_logistic_regression(x, y, l2, classes=10):
+    """An independent solver: scipy's L-BFGS-B on the same objective, in float64 numpy."""
+    n, d = x.shape
+    onehot = np.eye(classes)[y]
+
+    def f(theta):
+        w, b = theta[: d * classes].reshape(d, classes), theta[d * classes :]
+        logits = x @ w + b
+        logp = logits - logsumexp(logits, axis=1, keepdims=True)
+        loss = -(onehot * logp).sum() / n + 0.5 * l2 * (w**2).sum()
+        g = (np.exp(logp) - onehot) / n
+        return loss, np.concatenate([(x.T @ g + l2 * w).ravel(), g.sum(0)])
+
+    res = minimize(f, np.zeros(d * classes + classes), jac=True, method="L-BFGS-B",
+                   options={"maxiter": 5000, "gtol": 1e-9, "ftol": 1e-14})
+    return res.x[: d * classes].reshape(d, classes), res.x[d * classes :]
+
+
+def test_probe_reaches_an_independent_solvers_accuracy(pca_features):
+    train_x, train_y, test_x, test_y = pca_features
+    ours = probe.linear_probe(train_x, train_y, test_x, test_y, l2=1e-4)
+    assert ours.converged and ours.iterations > 1
+    tr, te = probe.standardise(train_x.double(), test_x.double())
+    w, b = scipy_logistic_regression(tr.numpy(), train_y.numpy(), l2=1e-4)
+    scipy_acc = ((te.numpy() @ w + b).argmax(1) == test_y.numpy()).mean()
+    assert abs(ours.accuracy - scipy_acc) <= 0.005, (ours.accuracy, scipy_acc)
+    assert 0.85 < ours.accuracy < 0.92  # PCA-20 on MNIST: a linear probe lands near 0.88
+
+
+def test_probe_is_not_stopped_early():
+    # Separable only with a large weight: a token number of steps would not get there.
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2000, 5, generator=g)
+    y = (x[:, 0] + 0.05 * x[:, 1] > 0).long()
+    result = probe.linear_probe(x[:1500], y[:1500], x[1500:], y[1500:], num_classes=2, l2=0.0, tol=1e-6, max_iter=5000)
+    assert result.train_accuracy > 0.99 and result.accuracy > 0.97
+
+
+def test_knn_matches_brute_force():
+    g = torch.Generator().manual_seed(1)
+    train = torch.randn(300, 4, generator=g)
+    train_y = torch.randint(0, 3, (300,), generator=g)
+    test = torch.randn(50, 4, generator=g)
+    test_y = torch.randint(0, 3, (50,), generator=g)
+    got = probe.knn_accuracy(train, train_y, test, test_y, k=5, num_classes=3, chunk=7)
+    tr, te = probe.standardise(train, test)
+    d = ((te[:, None, :] - tr[None]) ** 2).sum(-1)
+    nearest = d.argsort(1)[:, :5]
+    pred = []
+    for row in nearest:
+        votes = np.bincount(train_y[row].numpy(), minlength=3)
+        best = np.flatnonzero(votes == votes.max())
+        pred.append(next(train_y[i].item() for i in row if train_y[i].item() in best))  # tie: nearest wins
+    assert got == pytest.approx((np.array(pred) == test_y.numpy()).mean())
+
+
+def test_pca_matches_numpy_svd():
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(500, 12, generator=g) @ torch.randn(12, 12, generator=g)
+    mean, comps = probe.pca_fit(x, 3)
+    _, _, vt = np.linalg.svd((x - x.mean(0)).double().numpy(), full_matrices=False)
+    for i in range(3):
+        assert abs(abs(float(comps[:, i] @ torch.from_numpy(vt[i]))) - 1) < 1e-6
+
+
+def test_dead_units_counts_constant_columns():
+    codes = torch.randn(100, 6)
+    codes[:, [1, 4]] = 0.0
+    assert probe.dead_units(codes) == 2
