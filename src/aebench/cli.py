@@ -8,6 +8,7 @@ own ``metrics.json`` (status and first line of the error) and the sweep goes on.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import math
 import os
@@ -54,6 +55,16 @@ def run_dir(resume: str | None, base: str) -> str:
     return str(Path(resume).expanduser().resolve()) if resume else unique_dir(base)
 
 
+def job_dir_name(num: int, overrides: str, limit: int = 120) -> str:
+    """``<job number>_<overrides>``; long override lists are cut and end in a short hash."""
+    import hashlib
+
+    name = f"{num}_{overrides}" if overrides else str(num)
+    if len(name) <= limit:
+        return name
+    return f"{name[: limit - 9]}~{hashlib.sha1(overrides.encode()).hexdigest()[:8]}"
+
+
 def output_subdir(resume: str | None) -> str:
     # A resumed run keeps its original .hydra/ files; the resuming command's go beside them.
     return ".hydra/resumed" if resume else ".hydra"
@@ -64,6 +75,7 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("aebench.unique_dir", unique_dir, use_cache=True, replace=True)
     OmegaConf.register_new_resolver("aebench.run_dir", run_dir, use_cache=True, replace=True)
     OmegaConf.register_new_resolver("aebench.output_subdir", output_subdir, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("aebench.job_dir", job_dir_name, replace=True)
 
 
 register_resolvers()
@@ -71,15 +83,20 @@ config.register()
 
 
 # ------------------------------------------------------------------ one job
-def parallel_jobs(hc: Any) -> int:
-    """How many jobs of this sweep share this machine's cores (joblib's n_jobs), else 1."""
+def launcher_threads(hc: Any) -> int | None:
+    """Torch threads for a sweep job: the launcher's cpus_per_task (submitit), or the cores
+    split between joblib's parallel jobs; None outside a sweep or with the serial launcher."""
     if hc.mode != RunMode.MULTIRUN:
-        return 1
-    n_jobs = hc.launcher.get("n_jobs")
+        return None
+    launcher = hc.launcher
+    if launcher.get("cpus_per_task"):
+        return int(launcher.cpus_per_task)
+    n_jobs = launcher.get("n_jobs")
     if n_jobs is None:
-        return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores + 1 + n_jobs if n_jobs < 0 else n_jobs)
+        return None
+    cores = pipeline.usable_cores()
+    jobs_at_once = cores + 1 + n_jobs if n_jobs < 0 else n_jobs  # joblib's meaning of negative n_jobs
+    return max(1, cores // max(1, jobs_at_once))
 
 
 def resume_config(cfg: DictConfig, hc: Any) -> tuple[DictConfig, dict[str, Any]]:
@@ -102,6 +119,16 @@ def resume_config(cfg: DictConfig, hc: Any) -> tuple[DictConfig, dict[str, Any]]
             saved[key] = cfg[key]
     saved.resume = str(target)
     return saved, checkpoint
+
+
+def interrupted_here(out: Path) -> bool:
+    if not (out / pipeline.CHECKPOINT).is_file():
+        return False
+    metrics = out / pipeline.METRICS_FILE
+    try:
+        return not metrics.is_file() or json.loads(metrics.read_text()).get("status") != "completed"
+    except ValueError:
+        return True
 
 
 def write_status(run_dir_: Path, cfg: DictConfig, status: str, error: str) -> None:
@@ -135,8 +162,12 @@ def run_job(cfg: DictConfig) -> float:
         checkpoint = None
         if cfg.resume:
             cfg, checkpoint = resume_config(cfg, hc)
+        elif multirun and interrupted_here(out):
+            # A requeued sweep job (cluster pre-emption, timeout): continue where it stopped.
+            log.info("found an unfinished checkpoint in %s; resuming it", out)
+            checkpoint = pipeline.load_checkpoint(out)
         try:
-            metrics = pipeline.run(cfg, out, checkpoint, parallel_jobs(hc))
+            metrics = pipeline.run(cfg, out, checkpoint, launcher_threads(hc))
         except OSError as e:
             if e.errno in WRITE_ERRNOS:
                 raise as_write_error(e) from e
@@ -222,8 +253,12 @@ def hydra_error_line(e: BaseException) -> str:
 
 def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line
+    from . import compare
+
     try:
         _hydra_main()
+        if compare.sweep_problem:
+            raise AebenchError(compare.sweep_problem)
     except AebenchError as e:
         print(f"aebench: error: {e}", file=sys.stderr)
         sys.exit(AebenchError.EXIT_CODE)

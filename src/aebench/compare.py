@@ -90,6 +90,17 @@ def load_row(run: Path, base: Path | None = None) -> dict[str, Any]:
     return row
 
 
+def label_jobs(rows: list[dict[str, Any]]) -> None:
+    """Short names for tables and figures: the job number and the overrides that differ between jobs."""
+    common = set.intersection(*(set(r["overrides"].split(",")) for r in rows)) if rows else set()
+    for r in rows:
+        num = Path(r["job"]).name.split("_", 1)[0]
+        varying = [o for o in r["overrides"].split(",") if o and o not in common]
+        prefix = str(Path(r["job"]).parent / num) if str(Path(r["job"]).parent) != "." else num
+        label = f"{prefix}: {' '.join(varying)}" if varying else (prefix if num.isdigit() else r["job"])
+        r["label"] = label if len(label) <= 80 else label[:79] + "…"
+
+
 def _fmt(value: Any, key: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -102,7 +113,7 @@ def _fmt(value: Any, key: str) -> str:
     return str(value)
 
 
-MD_COLUMNS = ["job", "model", "latent", "epochs", "probe_accuracy", "knn_accuracy", "pca_probe_accuracy",
+MD_COLUMNS = ["label", "model", "latent", "epochs", "probe_accuracy", "knn_accuracy", "pca_probe_accuracy",
               "recon_mse", "neg_elbo", "seconds", "status"]
 
 
@@ -128,6 +139,7 @@ def write_report(paths: list[Path], out: Path, reconstructions: bool = True) -> 
     runs = find_runs(paths)
     base = Path(paths[0]) if len(paths) == 1 else None
     rows = [load_row(r, base) for r in runs]
+    label_jobs(rows)
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_csv(out / "summary.csv", rows, COLUMNS)
     done = [r for r in rows if r["status"] == "completed"]
@@ -136,7 +148,7 @@ def write_report(paths: list[Path], out: Path, reconstructions: bool = True) -> 
     text.append("\n" + markdown_table(rows))
     if done:
         best = max(done, key=lambda r: r["probe_accuracy"])
-        text.append(f"\nBest linear probe: **{best['job']}** ({best['model']}, latent {best['latent']}) at "
+        text.append(f"\nBest linear probe: **{best['label']}** ({best['model']}, latent {best['latent']}) at "
                     f"{_fmt(best['probe_accuracy'], 'probe_accuracy')}.\n")
     text.append("\nColumns: probe acc. = linear probe on the frozen codes (test accuracy); kNN acc. = k-nearest "
                 "neighbours on the same codes; PCA probe = the same probe on a PCA of the pixels to the same size; "
@@ -183,7 +195,7 @@ def _figures(done: list[dict[str, Any]], out: Path, reconstructions: bool, plots
         if history.is_file():
             with open(history) as f:
                 hist = list(csv.DictReader(f))
-            curves[r["job"]] = ([int(h["epoch"]) for h in hist], [float(h["test_recon_mse"]) for h in hist])
+            curves[r["label"]] = ([int(h["epoch"]) for h in hist], [float(h["test_recon_mse"]) for h in hist])
     if curves:
         plots.all_loss_curves(curves, "test MSE per pixel", out / FIGURES["curves"])
         written.append(FIGURES["curves"])
@@ -228,13 +240,14 @@ def _reconstruct_by_job(done: list[dict[str, Any]]) -> tuple[Any, dict[str, Any]
             recon = model.reconstruct(x).reshape(-1, 28, 28).numpy()
         if originals is None:
             originals = x.reshape(-1, 28, 28).numpy()
-        rows[f"{r['model'].upper()} latent {r['latent']} ({r['job']})"] = recon
+        name = f"{r['model'].upper()}, latent {r['latent']}"
+        rows[name if name not in rows else f"{name} ({r['label']})"] = recon
     return originals, rows
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A plain-text table for the terminal."""
-    cols = ["job", "model", "latent", "probe_accuracy", "knn_accuracy", "pca_probe_accuracy", "recon_mse", "neg_elbo", "seconds", "status"]
+    cols = ["label", "model", "latent", "probe_accuracy", "knn_accuracy", "pca_probe_accuracy", "recon_mse", "neg_elbo", "seconds", "status"]
     cells = [[_fmt(r[c], c) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(cols)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
@@ -242,12 +255,15 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# Set by the callback in the process that runs the sweep; aebench's main() turns it into the exit code.
+sweep_problem: str | None = None
+
+
 class SweepSummaryCallback(Callback):
     """Hydra callback: at the end of a multirun, compare its jobs inside the sweep directory."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from .errors import AebenchError
-
+        global sweep_problem
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
@@ -256,8 +272,8 @@ class SweepSummaryCallback(Callback):
         print(f"summary: {sweep_dir / 'summary.md'}")
         bad = [r for r in rows if r["status"] != "completed"]
         if bad:
-            raise AebenchError(f"{len(bad)} of {len(rows)} job(s) did not complete ({', '.join(r['job'] for r in bad)}); "
-                               f"see {sweep_dir / 'summary.md'}")
+            sweep_problem = (f"{len(bad)} of {len(rows)} job(s) did not complete ({'; '.join(r['label'] for r in bad)}); "
+                             f"the others' results and the reasons are in {sweep_dir / 'summary.md'}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -296,3 +312,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = write_report(list(args.dirs), out, reconstructions=not args.no_reconstructions)
     print(format_table(rows))
     print(f"report: {out / 'summary.md'}")
+
+
+if __name__ == "__main__":
+    main()

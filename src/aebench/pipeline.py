@@ -33,12 +33,15 @@ CHECKPOINT = Path("checkpoints") / "last.pt"
 FIGURES = "figures"
 
 
-def default_threads(cfg: DictConfig, parallel_jobs: int = 1) -> int:
-    """Explicit ``threads``, else the usable cores split between jobs that run at once."""
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_threads(cfg: DictConfig, launcher_threads: int | None = None) -> int:
+    """Explicit ``threads``, else what the sweep launcher gives each job, else every usable core."""
     if cfg.threads:
         return int(cfg.threads)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, parallel_jobs))
+    return launcher_threads or usable_cores()
 
 
 def seed_everything(seed: int) -> None:
@@ -136,13 +139,14 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     return ckpt
 
 
-def run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None, parallel_jobs: int = 1) -> dict[str, Any]:
+def run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None,
+        launcher_threads: int | None = None) -> dict[str, Any]:
     """Run the whole pipeline in ``run_dir``; return the metrics written to metrics.json."""
     t_start = time.perf_counter()
     seconds: dict[str, float] = {}
     config.validate(cfg)
     device = config.resolve_device(cfg.device)
-    torch.set_num_threads(default_threads(cfg, parallel_jobs))
+    torch.set_num_threads(default_threads(cfg, launcher_threads))
     seed_everything(cfg.seed)
     progress = sys.stderr.isatty() if cfg.progress is None else bool(cfg.progress)
     run_dir = Path(run_dir)

@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from . import atomic  # noqa: E402
@@ -51,6 +52,8 @@ def loss_curves(history: Sequence[dict[str, Any]], loss_label: str, path: Path) 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     ax1.plot(epochs, [row["train_loss"] for row in history], "o-", label="train")
     ax1.plot(epochs, [row["test_loss"] for row in history], "s-", label="test")
+    ax1.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax2.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax1.set_xlabel("epoch")
     ax1.set_ylabel(loss_label)
     ax1.set_title("Training objective")
@@ -106,11 +109,12 @@ def probe_curve(
     for i, (name, value) in enumerate(baselines.items()):
         if value is not None and value == value:  # skip missing / NaN
             ax.axhline(100 * value, linestyle=styles[i % len(styles)], color=f"C{i + 1}", label=f"{name}: {100 * value:.2f}%")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("pretraining epoch")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     _save(fig, path)
 
 
@@ -156,6 +160,7 @@ def metric_vs_latent(series: dict[str, dict[int, float]], references: dict[str, 
         else:
             ax.plot(xs, [scale * points[x] for x in xs], "--", color=f"C{7 + i}", label=name)
     ax.set_xscale("log")
+    ax.minorticks_off()
     all_x = sorted({x for pts in series.values() for x in pts})
     if all_x:
         ax.set_xticks(all_x)
