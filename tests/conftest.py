@@ -33,6 +33,30 @@ def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: f
                           text=True, timeout=timeout)
 
 
+def run_in_process(overrides: list[str]) -> tuple[int, str]:
+    """Run aebench's main() in this process (fast); return (exit code, what it wrote to stderr)."""
+    import contextlib
+    import io
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    from aebench import cli
+
+    GlobalHydra.instance().clear()
+    argv, sys.argv = sys.argv, ["aebench", *overrides]
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            cli.main()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    finally:
+        sys.argv = argv
+        GlobalHydra.instance().clear()
+    return code, err.getvalue()
+
+
 def only_run_dir(base: Path) -> Path:
     runs = [p.parent for p in base.glob("outputs/*/*/metrics.json")]
     assert len(runs) == 1, f"expected one run under {base}/outputs, found {runs}"

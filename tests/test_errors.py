@@ -14,14 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, run_cli
+from conftest import TINY, run_cli, run_in_process
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *expected: str) -> str:
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, proc.stderr
+    return assert_one_line(proc.returncode, proc.stderr, *expected, stdout=proc.stdout)
+
+
+def assert_one_line(code: int, stderr: str, *expected: str, stdout: str = "") -> str:
+    assert code == 2, (code, stderr)
+    assert "Traceback" not in stderr and "Traceback" not in stdout
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, stderr
     line = lines[0]
     assert line.startswith("aebench: error: "), line
     for text in expected:
@@ -59,10 +63,11 @@ CASES = {
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_bad_input_gets_one_clear_line(name, tmp_path):
+def test_bad_input_gets_one_clear_line(name, tmp_path, monkeypatch):
     overrides, expected = CASES[name]
-    proc = run_cli(*overrides, cwd=tmp_path)
-    assert_one_line_error(proc, *expected)
+    monkeypatch.chdir(tmp_path)
+    code, err = run_in_process(overrides)  # in-process for speed; the tests below go through a real process
+    assert_one_line(code, err, *expected)
     assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("metrics.json"))
     assert not any((tmp_path / "outputs").rglob(".hydra")) if (tmp_path / "outputs").exists() else True
 
@@ -99,6 +104,14 @@ def test_full_disk_while_writing_results(tmp_path, data_root):
     assert "last.pt" in line
     assert not list(tmp_path.rglob("*.tmp")), "a temporary file was left behind"
     assert not list(tmp_path.rglob("last.pt")) and not list(tmp_path.rglob("metrics.json"))
+
+
+@pytest.mark.parametrize("overrides", [["model=transformer"], ["latent=abc"], ["latent=0"], ["device=cuda"]])
+def test_a_real_process_prints_exactly_one_line(tmp_path, overrides):
+    proc = run_cli(*overrides, cwd=tmp_path)
+    assert_one_line_error(proc, overrides[0].split("=")[0])
+    assert proc.stdout == ""
+    assert not (tmp_path / "outputs").exists()
 
 
 def test_python_m_and_console_script_agree(tmp_path):

@@ -6,7 +6,8 @@ Every model takes flat images in [0, 1] of shape (N, input_dim) and offers:
 - ``decode(z)``: images in [0, 1] from codes;
 - ``reconstruct(x)``: ``decode(encode(x))``;
 - ``loss(x, generator=None)``: a dict of named, per-image mean loss parts;
-  ``"loss"`` is the one that is optimised.
+  ``"loss"`` is the one that is optimised.  A deterministic model also returns
+  ``"recon_mse"`` (per pixel), the error of ``reconstruct(x)``.
 
 Models know nothing of files, devices or training.
 """
@@ -84,9 +85,12 @@ class AutoEncoder(nn.Module):
     def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         logits = self.decode_logits(self.encode(x))
         if self.recon_loss == "mse":
-            return {"loss": F.mse_loss(torch.sigmoid(logits), x)}
+            mse = F.mse_loss(torch.sigmoid(logits), x)
+            return {"loss": mse, "recon_mse": mse.detach()}
         bce = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / x.shape[0]
-        return {"loss": bce}
+        with torch.no_grad():
+            mse = F.mse_loss(torch.sigmoid(logits), x)
+        return {"loss": bce, "recon_mse": mse}
 
 
 class VAE(nn.Module):
