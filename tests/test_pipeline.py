@@ -115,3 +115,17 @@ def test_fashion_mnist_runs(tmp_path):
     assert proc.returncode == 0, proc.stderr
     m = read_metrics(only_run_dir(tmp_path))
     assert m["config"]["dataset"] == "fashion_mnist" and 0.4 < m["probe_accuracy"] < 1
+
+
+def test_tiny_shapes_still_draw_every_figure(tmp_path, monkeypatch, data_root):
+    """A 1-D VAE code and a test set too small for 8 interpolation pairs."""
+    from conftest import run_in_process
+
+    monkeypatch.chdir(tmp_path)
+    code, err = run_in_process(["model=vae", "latent=1", "epochs=1", "data.train_subset=300", "data.test_subset=12",
+                                "progress=false"])
+    assert code == 0, err
+    run = only_run_dir(tmp_path)
+    for name in ("latent_space.png", "samples.png", "interpolation.png", "reconstructions.png", "loss.png"):
+        assert (run / "figures" / name).is_file(), name
+    assert read_metrics(run)["config"]["latent"] == 1

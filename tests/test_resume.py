@@ -108,3 +108,13 @@ def test_resume_refuses_a_damaged_checkpoint(uninterrupted, tmp_path):
     path.write_bytes(path.read_bytes()[: 1000])
     proc = run_cli(f"resume={run}", cwd=tmp_path)
     assert_one_line_error(proc, "cannot be read", "damaged")
+
+
+def test_resume_refuses_to_move_between_cpu_and_gpu(uninterrupted, tmp_path):
+    run = copy_run(uninterrupted, tmp_path / "run")
+    ckpt = torch.load(run / "checkpoints/last.pt", weights_only=False)
+    assert ckpt["device_type"] == "cpu"
+    ckpt["device_type"] = "cuda"  # as if it had been written on a GPU
+    torch.save(ckpt, run / "checkpoints/last.pt")
+    proc = run_cli(f"resume={run}", cwd=tmp_path)
+    assert_one_line_error(proc, "written on a cuda device", "resume it with device=cuda")

@@ -92,7 +92,7 @@ def test_joblib_launcher_runs_jobs_in_parallel_with_split_threads(tmp_path, data
     assert len(rows) == 2 and all(r["status"] == "completed" for r in rows)
     cores = len(__import__("os").sched_getaffinity(0))
     for row in rows:
-        assert f"{max(1, cores // 2)} threads" in read_metrics(sweep / row["job"])["device"]
+        assert read_metrics(sweep / row["job"])["device"].endswith(f", {max(1, cores // 2)} threads)")
 
 
 def test_submitit_local_launcher(tmp_path, data_root):
@@ -101,7 +101,7 @@ def test_submitit_local_launcher(tmp_path, data_root):
     sweep = sweep_dir(tmp_path)
     assert [r["status"] for r in summary_rows(sweep)] == ["completed", "completed"]
     assert (sweep / ".submitit").is_dir()
-    assert "1 threads" in read_metrics(sweep / summary_rows(sweep)[0]["job"])["device"]  # cpus_per_task: 1
+    assert read_metrics(sweep / summary_rows(sweep)[0]["job"])["device"].endswith(", 1 threads)")  # cpus_per_task: 1
 
 
 def test_optuna_search_maximises_probe_accuracy(tmp_path, data_root):
@@ -167,3 +167,13 @@ def test_long_override_lists_make_short_unique_job_names():
     assert len(name) <= 120 and name.startswith("3_train.lr=")
     assert name != job_dir_name(3, long + "x")
     assert job_dir_name(0, "latent=2") == "0_latent=2"
+
+
+def test_sigterm_stops_the_whole_sweep_with_a_resumable_job(tmp_path, data_root):
+    proc = run_cli("-m", "latent=2,3", *ONE_EPOCH, cwd=tmp_path, env={"AEBENCH_SELF_SIGNAL": "TERM@3"})
+    assert proc.returncode == 143, proc.stderr
+    jobs = sorted(p.name for p in tmp_path.glob("multirun/*/*/*") if p.is_dir())
+    assert jobs == ["0_latent=2"]  # the second job never started
+    job = next(tmp_path.glob("multirun/*/*/0_latent=2"))
+    assert read_metrics(job)["status"] == "interrupted"
+    assert f"resume with: aebench resume={job.resolve()}" in proc.stderr

@@ -2,7 +2,8 @@
 
 Errors a user can fix are printed as one line (``aebench: error: ...``) with a
 non-zero exit and no traceback.  In a sweep, a failed job is recorded in its
-own ``metrics.json`` (status and first line of the error) and the sweep goes on.
+own ``metrics.json`` (status and first line of the error) and the sweep goes on;
+an interrupted job (SIGINT/SIGTERM) ends the sweep with a resumable checkpoint.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import shutil
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,10 @@ def register_resolvers() -> None:
 
 register_resolvers()
 config.register()
+# conf/hydra/launcher/*.yaml set aebench's defaults for the launcher plugins under the plugins' own
+# names, so Hydra validates them against the plugins' schemas; its note that this matching is
+# deprecated (it still works in the Hydra 1.3 we pin) would only confuse users.
+warnings.filterwarnings("ignore", message=r"[\s\S]*is validated against ConfigStore schema with the same name")
 
 
 # ------------------------------------------------------------------ one job
@@ -175,8 +181,8 @@ def run_job(cfg: DictConfig) -> float:
     except Interrupted as e:
         log.warning("%s", e)
         write_status(out, cfg, "interrupted", str(e))
-        if multirun:
-            raise  # stop the sweep: a person or the scheduler asked for it
+        # Also ends a sweep: SystemExit passes through Hydra's launchers, which would
+        # otherwise record the job as failed and start the next one.
         exit_with(f"aebench: {e}", e.exit_code)
     except Exception as e:  # noqa: BLE001
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
@@ -202,8 +208,20 @@ def run_job(cfg: DictConfig) -> float:
     return float(metrics["probe_accuracy"])
 
 
+def check_resume_target(argv: list[str]) -> None:
+    """Refuse ``resume=<dir>`` without a checkpoint before Hydra creates anything there."""
+    for arg in argv:
+        if arg.startswith("resume=") and arg[len("resume="):] not in ("", "null"):
+            target = Path(arg[len("resume="):]).expanduser()
+            if not (target / pipeline.CHECKPOINT).is_file():
+                raise CheckpointError(
+                    f"nothing to resume in {target}: no {pipeline.CHECKPOINT} there; "
+                    "give resume=<a run directory with a checkpoint>"
+                )
+
+
 def exit_with(line: str, code: int) -> None:
-    """End a single run here, so that Hydra adds no lines of its own to ours."""
+    """End the process here, so that Hydra adds no lines of its own to ours."""
     logging.shutdown()
     print(line, file=sys.stderr)
     sys.exit(code)
@@ -212,7 +230,7 @@ def exit_with(line: str, code: int) -> None:
 def print_summary(metrics: dict[str, Any], out: Path) -> None:
     rows = [
         ("probe_accuracy", "linear probe on the codes, test accuracy"),
-        ("knn_accuracy", f"k-NN on the codes, test accuracy"),
+        ("knn_accuracy", "k-NN on the codes, test accuracy"),
         ("pca_probe_accuracy", "linear probe on a PCA of the pixels, same size"),
         ("pixel_probe_accuracy", "linear probe on the raw pixels"),
         ("recon_mse", "test MSE per pixel"),
@@ -255,16 +273,15 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line
     from . import compare
 
+    compare.sweep_problem = None
     try:
+        check_resume_target(sys.argv[1:])
         _hydra_main()
         if compare.sweep_problem:
             raise AebenchError(compare.sweep_problem)
     except AebenchError as e:
         print(f"aebench: error: {e}", file=sys.stderr)
         sys.exit(AebenchError.EXIT_CODE)
-    except Interrupted as e:
-        print(f"aebench: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
     except (HydraException, OmegaConfBaseException) as e:
         print(f"aebench: error: {hydra_error_line(e)}", file=sys.stderr)
         sys.exit(AebenchError.EXIT_CODE)

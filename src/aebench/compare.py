@@ -17,6 +17,7 @@ import datetime
 import json
 import logging
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any, Iterable
@@ -33,6 +34,8 @@ COLUMNS = [
     "probe_accuracy", "knn_accuracy", "pca_probe_accuracy", "pixel_probe_accuracy",
     "recon_mse", "neg_elbo", "seconds", "error",
 ]
+# Overrides that do not change a run's results (mirrors override_dirname.exclude_keys in conf/config.yaml).
+NOT_IDENTIFYING = {"hydra/launcher", "hparams_search", "progress", "threads", "data.root", "figures"}
 FIGURES = {
     "probe": "probe_accuracy_vs_latent.png",
     "recon": "recon_mse_vs_latent.png",
@@ -65,7 +68,7 @@ def load_row(run: Path, base: Path | None = None) -> dict[str, Any]:
     cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
     overrides_file = run / ".hydra" / "overrides.yaml"
     overrides = OmegaConf.to_container(OmegaConf.load(overrides_file)) if overrides_file.is_file() else []
-    overrides = [o for o in overrides if not o.startswith(("hydra/launcher", "hparams_search", "progress", "threads", "data.root"))]
+    overrides = [o for o in overrides if o.split("=", 1)[0] not in NOT_IDENTIFYING]
     metrics_path = run / "metrics.json"
     metrics: dict[str, Any] = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     try:
@@ -137,8 +140,9 @@ def write_report(paths: list[Path], out: Path, reconstructions: bool = True) -> 
     from . import plots
 
     runs = find_runs(paths)
-    base = Path(paths[0]) if len(paths) == 1 else None
-    rows = [load_row(r, base) for r in runs]
+    # jobs are named relative to what the given directories share, so two sweeps' "0_latent=2" differ
+    base = Path(paths[0]) if len(paths) == 1 else Path(os.path.commonpath([str(Path(p).resolve()) for p in paths]))
+    rows = [load_row(r.resolve() if len(paths) > 1 else r, base) for r in runs]
     label_jobs(rows)
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_csv(out / "summary.csv", rows, COLUMNS)
@@ -168,21 +172,18 @@ def _figures(done: list[dict[str, Any]], out: Path, reconstructions: bool, plots
     varying = [k for k in ("dataset", "epochs") if len({r[k] for r in done}) > 1]
     probe_series: dict[str, dict[int, float]] = {}
     recon_series: dict[str, dict[int, float]] = {}
-    pca: dict[int, float] = {}
-    pixels: dict[int, float] = {}
+    refs: dict[str, dict[int, float]] = {}
+    several_datasets = len({r["dataset"] for r in done}) > 1
     for r in done:
         label = _series_label(r, varying)
         probe_series.setdefault(label, {})[r["latent"]] = r["probe_accuracy"]
         recon_series.setdefault(label, {})[r["latent"]] = r["recon_mse"]
+        # the baselines depend on the data (and the size), never on the model or its training
+        suffix = f", {r['dataset']}" if several_datasets else ""
         if r.get("pca_probe_accuracy") is not None:
-            pca[r["latent"]] = r["pca_probe_accuracy"]
+            refs.setdefault(f"PCA probe (same size){suffix}", {})[r["latent"]] = r["pca_probe_accuracy"]
         if r.get("pixel_probe_accuracy") is not None:
-            pixels[r["latent"]] = r["pixel_probe_accuracy"]
-    refs: dict[str, dict[int, float]] = {}
-    if pca:
-        refs["PCA probe (same size)"] = pca
-    if pixels:
-        refs["raw-pixel probe"] = {min(pixels): pixels[min(pixels)]}
+            refs.setdefault(f"raw-pixel probe{suffix}", {}).setdefault(0, r["pixel_probe_accuracy"])
     plots.metric_vs_latent(probe_series, refs, "linear-probe test accuracy (%)",
                            "Linear probe on frozen codes vs latent size", out / FIGURES["probe"], percent=True)
     plots.metric_vs_latent(recon_series, {}, "test MSE per pixel", "Reconstruction error vs latent size",

@@ -34,7 +34,36 @@ def mlp(sizes: Sequence[int], final_activation: bool, activation: str = "relu") 
     return nn.Sequential(*layers)
 
 
-class AutoEncoder(nn.Module):
+class _Autoencoder(nn.Module):
+    """What every model shares: a decoder from codes to pixel logits, and ``reconstruct``."""
+
+    decoder: nn.Sequential
+
+    def __init__(self, latent: int, activation: str):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+        self.latent = latent
+        self.activation = activation
+
+    def _make_decoder(self, sizes: Sequence[int]) -> nn.Sequential:
+        # built after the encoder, so that weights are drawn encoder first
+        return mlp([self.latent, *sizes], final_activation=False, activation=self.activation)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.decoder(z))
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+
+class AutoEncoder(_Autoencoder):
     """Deterministic MLP autoencoder.
 
     ``code_activation="relu"`` reproduces the reference report's ReLU on the code,
@@ -55,32 +84,20 @@ class AutoEncoder(nn.Module):
         recon_loss: str = "mse",
         activation: str = "relu",
     ):
-        super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if code_activation not in ("none", "relu"):
             raise ValueError(f"code_activation must be 'none' or 'relu', got {code_activation!r}")
         if recon_loss not in ("mse", "bce"):
             raise ValueError(f"recon_loss must be 'mse' or 'bce', got {recon_loss!r}")
         decoder_hidden = list(reversed(hidden)) if decoder_hidden is None else list(decoder_hidden)
-        self.latent = latent
+        super().__init__(latent, activation)
         self.recon_loss = recon_loss
         self.encoder = mlp([input_dim, *hidden, latent], final_activation=False, activation=activation)
         if code_activation == "relu":
             self.encoder.append(nn.ReLU())
-        self.decoder = mlp([latent, *decoder_hidden, input_dim], final_activation=False, activation=activation)
+        self.decoder = self._make_decoder([*decoder_hidden, input_dim])
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
-
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decoder(z))
-
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
 
     def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         logits = self.decode_logits(self.encode(x))
@@ -93,7 +110,7 @@ class AutoEncoder(nn.Module):
         return {"loss": bce, "recon_mse": mse}
 
 
-class VAE(nn.Module):
+class VAE(_Autoencoder):
     """Gaussian-latent variational autoencoder with a Bernoulli decoder.
 
     Loss per image: BCE summed over pixels + beta * KL(q(z|x) || N(0, I)).  With
@@ -111,18 +128,15 @@ class VAE(nn.Module):
         beta: float = 1.0,
         activation: str = "relu",
     ):
-        super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         if not hidden:
             raise ValueError("a VAE needs at least one hidden layer before its mu/logvar heads")
         decoder_hidden = list(reversed(hidden)) if decoder_hidden is None else list(decoder_hidden)
-        self.latent = latent
+        super().__init__(latent, activation)
         self.beta = beta
         self.body = mlp([input_dim, *hidden], final_activation=True, activation=activation)
         self.fc_mu = nn.Linear(hidden[-1], latent)
         self.fc_logvar = nn.Linear(hidden[-1], latent)
-        self.decoder = mlp([latent, *decoder_hidden, input_dim], final_activation=False, activation=activation)
+        self.decoder = self._make_decoder([*decoder_hidden, input_dim])
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.body(x)
@@ -130,15 +144,6 @@ class VAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.posterior(x)[0]
-
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decoder(z))
-
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         device = self.fc_mu.weight.device

@@ -292,11 +292,13 @@ def draw_figures(cfg: DictConfig, model: torch.nn.Module, ds: data.ImageData, hi
 
     shown = torch.randperm(len(ds.test_x), generator=rng)[:5000]
     codes = test_codes[shown.to(test_codes.device)]
-    if codes.shape[1] == 2:
-        points, axis = codes, "code unit"
+    if codes.shape[1] <= 2:
+        points, axis = codes, "code unit {}"
+        if codes.shape[1] == 1:  # a 1-D code: spread it along x only
+            points = torch.cat([codes, torch.zeros_like(codes)], dim=1)
     else:
         mean, comps = probe.pca_fit(test_codes, 2)
-        points, axis = probe.pca_project(codes, mean, comps), "principal component of the codes"
+        points, axis = probe.pca_project(codes, mean, comps), "principal component {} of the codes"
     plots.latent_scatter(points.cpu().numpy(), labels[shown].numpy(), ds.classes,
                          f"Codes of test images ({label})", axis, fig_dir / "latent_space.png")
 
@@ -304,12 +306,14 @@ def draw_figures(cfg: DictConfig, model: torch.nn.Module, ds: data.ImageData, hi
         gen = torch.Generator(device=ds.test_x.device).manual_seed(cfg.seed)
         plots.image_sheet(as_images(model.sample(64, generator=gen)), 8, f"Decoded draws from the prior N(0, I) ({label})",
                           fig_dir / "samples.png")
-        pairs = torch.randperm(len(ds.test_x), generator=rng)[:16].to(ds.test_x.device)
+        n_paths = min(8, len(ds.test_x) // 2)
+        pairs = torch.randperm(len(ds.test_x), generator=rng)[: 2 * n_paths].to(ds.test_x.device)
         z = model.encode(ds.test_x[pairs]).float()
-        start, end = z[:8], z[8:]
+        start, end = z[:n_paths], z[n_paths:]
         steps = torch.linspace(0, 1, 10, device=z.device)
         path = start[:, None, :] * (1 - steps)[None, :, None] + end[:, None, :] * steps[None, :, None]
-        plots.image_sheet(as_images(model.decode(path.reshape(-1, z.shape[1]))), 10,
-                          f"Decoded straight paths between the codes (mu) of two test images ({label})",
-                          fig_dir / "interpolation.png", xlabel="from the first image (left) to the second (right)")
+        if n_paths:
+            plots.image_sheet(as_images(model.decode(path.reshape(-1, z.shape[1]))), 10,
+                              f"Decoded straight paths between the codes (mu) of two test images ({label})",
+                              fig_dir / "interpolation.png", xlabel="from the first image (left) to the second (right)")
     model.train()

@@ -119,14 +119,14 @@ def probe_curve(
 
 
 def latent_scatter(points: np.ndarray, labels: np.ndarray, class_names: Sequence[str], title: str, axis: str, path: Path) -> None:
-    """2-D codes of test images, one colour per class."""
+    """2-D codes of test images, one colour per class; ``axis`` is a label with ``{}`` for 1 and 2."""
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
     cmap = plt.get_cmap("tab10")
     for c, name in enumerate(class_names):
         sel = labels == c
         ax.scatter(points[sel, 0], points[sel, 1], s=3, alpha=0.6, color=cmap(c % 10), label=name, rasterized=True)
-    ax.set_xlabel(f"{axis} 1")
-    ax.set_ylabel(f"{axis} 2")
+    ax.set_xlabel(axis.format(1))
+    ax.set_ylabel(axis.format(2))
     ax.set_title(title)
     ax.legend(markerscale=4, fontsize=7, loc="best", frameon=True)
     _save(fig, path)
