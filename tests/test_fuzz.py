@@ -26,7 +26,7 @@ VALUES = {
 TINY = ["data.train_subset=300", "data.test_subset=100", "figures=false", "probe.every_epoch=false", "progress=false"]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(overrides=st.dictionaries(st.sampled_from(sorted(VALUES)), st.none(), min_size=1, max_size=4).flatmap(
     lambda keys: st.tuples(*[st.sampled_from(VALUES[k]).map(lambda v, k=k: f"{k}={v}") for k in sorted(keys)])))
 def test_overrides_never_give_a_traceback(overrides, tmp_path_factory, monkeypatch, data_root):

@@ -105,11 +105,11 @@ def test_submitit_local_launcher(tmp_path, data_root):
 
 
 def test_optuna_search_maximises_probe_accuracy(tmp_path, data_root):
-    proc = run_cli("-m", "hparams_search=optuna", "hydra.sweeper.n_trials=3", *ONE_EPOCH, cwd=tmp_path)
+    proc = run_cli("-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", *ONE_EPOCH, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     sweep = sweep_dir(tmp_path)
     rows = summary_rows(sweep)
-    assert len(rows) == 3
+    assert len(rows) == 2
     import yaml
 
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())["best_value"]
@@ -172,8 +172,8 @@ def test_long_override_lists_make_short_unique_job_names():
 def test_sigterm_stops_the_whole_sweep_with_a_resumable_job(tmp_path, data_root):
     proc = run_cli("-m", "latent=2,3", *ONE_EPOCH, cwd=tmp_path, env={"AEBENCH_SELF_SIGNAL": "TERM@3"})
     assert proc.returncode == 143, proc.stderr
-    jobs = sorted(p.name for p in tmp_path.glob("multirun/*/*/*") if p.is_dir())
-    assert jobs == ["0_latent=2"]  # the second job never started
-    job = next(tmp_path.glob("multirun/*/*/0_latent=2"))
+    jobs = [p for p in tmp_path.glob("multirun/*/*/*") if p.is_dir()]
+    assert len(jobs) == 1 and jobs[0].name.startswith("0_") and "latent=2" in jobs[0].name  # job 1 never started
+    job = jobs[0]
     assert read_metrics(job)["status"] == "interrupted"
     assert f"resume with: aebench resume={job.resolve()}" in proc.stderr
