@@ -261,7 +261,7 @@ def prepare(name: str, root: Path, download: bool = True, timeout: float = 5.0) 
         try:
             got = fetch()
         except Exception as e:  # noqa: BLE001 - every failure is reported below
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            reason = " ".join(str(e).split())[:200] or type(e).__name__
             tried.append(f"{label} ({reason})")
             log.info("%s: %s failed: %s", spec.title, label, reason)
             continue
