@@ -1,6 +1,7 @@
 """Full-size runs (marked slow): the bars users rely on, and the installed wheel.
 
-Run with ``make test-slow`` (CI runs them after the fast suite).  Timings are
+Run with ``make test-slow`` (CI runs them after the fast suite), together with the other
+tests marked slow (torch.compile, the submitit_local launcher, the Optuna search).  Timings are
 printed for the record; speed itself is proved by benchmarks/throughput.py.
 """
 

@@ -95,6 +95,7 @@ def test_joblib_launcher_runs_jobs_in_parallel_with_split_threads(tmp_path, data
         assert read_metrics(sweep / row["job"])["device"].endswith(f", {max(1, cores // 2)} threads)")
 
 
+@pytest.mark.slow  # ~15 s of process start-up; CI runs it with the slow suite
 def test_submitit_local_launcher(tmp_path, data_root):
     proc = run_cli("-m", "hydra/launcher=submitit_local", "latent=2,5", *ONE_EPOCH, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -104,6 +105,7 @@ def test_submitit_local_launcher(tmp_path, data_root):
     assert read_metrics(sweep / summary_rows(sweep)[0]["job"])["device"].endswith(", 1 threads)")  # cpus_per_task: 1
 
 
+@pytest.mark.slow  # ~18 s; CI runs it with the slow suite
 def test_optuna_search_maximises_probe_accuracy(tmp_path, data_root):
     proc = run_cli("-m", "hparams_search=optuna", "hydra.sweeper.n_trials=2", *ONE_EPOCH, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
