@@ -212,12 +212,7 @@ def check_resume_target(argv: list[str]) -> None:
     """Refuse ``resume=<dir>`` without a checkpoint before Hydra creates anything there."""
     for arg in argv:
         if arg.startswith("resume=") and arg[len("resume="):] not in ("", "null"):
-            target = Path(arg[len("resume="):]).expanduser()
-            if not (target / pipeline.CHECKPOINT).is_file():
-                raise CheckpointError(
-                    f"nothing to resume in {target}: no {pipeline.CHECKPOINT} there; "
-                    "give resume=<a run directory with a checkpoint>"
-                )
+            pipeline.checkpoint_file(Path(arg[len("resume="):]).expanduser())
 
 
 def exit_with(line: str, code: int) -> None:

@@ -229,10 +229,11 @@ def _reconstruct_by_job(done: list[dict[str, Any]]) -> tuple[Any, dict[str, Any]
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         cfg = OmegaConf.create(ckpt["config"])
         key = (cfg.data.name, cfg.data.root)
-        if key not in datasets:
-            ds = data.load(cfg.data.name, data.resolve_root(cfg.data.root), torch.device("cpu"), None, None, cfg.data.download)
-            first = [int(torch.nonzero(ds.test_y == c)[0]) for c in range(len(ds.classes))]
-            datasets[key] = ds.test_x[first]
+        if key not in datasets:  # only the test split is needed: skip the 60 000 training images
+            raw = data.prepare(cfg.data.name, data.resolve_root(cfg.data.root), download=cfg.data.download)
+            test_x, test_y = data.load_split(raw, "t10k", torch.device("cpu"))
+            first = [int(torch.nonzero(test_y == c)[0]) for c in range(len(data.spec_for(cfg.data.name).classes))]
+            datasets[key] = test_x[first]
         x = datasets[key]
         model = pipeline.build_model(cfg, x.shape[1])
         model.load_state_dict(ckpt["model"])

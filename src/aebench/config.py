@@ -117,7 +117,7 @@ def validate(cfg: DictConfig | Config) -> None:
     if not cfg.model.beta >= 0:
         raise ConfigError(f"model.beta={cfg.model.beta!r} is not accepted; it must be a number >= 0")
     for key in ("train_subset", "test_subset"):
-        value = cfg.data[key] if isinstance(cfg, DictConfig) else getattr(cfg.data, key)
+        value = getattr(cfg.data, key)
         if value is not None:
             _positive(f"data.{key}", value, minimum=2)
     _positive("train.batch_size", cfg.train.batch_size)

@@ -320,18 +320,18 @@ def load(
     """Prepare (if needed) and load a dataset onto ``device``; subsets take the first N images."""
     spec = spec_for(name)
     raw = prepare(name, root, download=download)
-
-    def part(prefix: str, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-        images = _read_idx(raw / f"{prefix}-images-idx3-ubyte", IMAGE_MAGIC)
-        labels = _read_idx(raw / f"{prefix}-labels-idx1-ubyte", LABEL_MAGIC)
-        if limit is not None:
-            images, labels = images[:limit], labels[:limit]
-        x = torch.from_numpy(images.reshape(len(images), -1).copy()).to(device)
-        # ToTensor's scaling, done once for the whole set on the device.
-        x = x.to(torch.float32).div_(255.0)
-        y = torch.from_numpy(labels.astype(np.int64)).to(device)
-        return x, y
-
-    train_x, train_y = part("train", train_subset)
-    test_x, test_y = part("t10k", test_subset)
+    train_x, train_y = load_split(raw, "train", device, train_subset)
+    test_x, test_y = load_split(raw, "t10k", device, test_subset)
     return ImageData(spec.name, spec.title, spec.classes, train_x, train_y, test_x, test_y)
+
+
+def load_split(raw: Path, prefix: str, device: torch.device, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One split ("train" or "t10k") of prepared IDX files as (N, 784) floats in [0, 1] and int64 labels."""
+    images = _read_idx(raw / f"{prefix}-images-idx3-ubyte", IMAGE_MAGIC)
+    labels = _read_idx(raw / f"{prefix}-labels-idx1-ubyte", LABEL_MAGIC)
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    x = torch.from_numpy(images.reshape(len(images), -1).copy()).to(device)
+    # ToTensor's scaling, done once for the whole set on the device.
+    x = x.to(torch.float32).div_(255.0)
+    return x, torch.from_numpy(labels.astype(np.int64)).to(device)

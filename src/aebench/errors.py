@@ -29,7 +29,6 @@ class Interrupted(Exception):
 
     def __init__(self, signum: int, run_dir: str, where: str):
         self.signum = signum
-        self.run_dir = run_dir
         super().__init__(f"interrupted by signal {signum} {where}; resume with: aebench resume={run_dir}")
 
     @property

@@ -7,6 +7,7 @@ written atomically.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -93,6 +94,12 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def fit_probe(cfg: DictConfig, ds: data.ImageData, train_x: torch.Tensor, test_x: torch.Tensor) -> probe.ProbeResult:
+    """The linear probe with the run's settings, on features of the train and test images."""
+    return probe.linear_probe(train_x, ds.train_y, test_x, ds.test_y, len(ds.classes),
+                              cfg.probe.l2, cfg.probe.tol, cfg.probe.max_iter)
+
+
 def pixel_baseline(cfg: DictConfig, ds: data.ImageData, root: Path) -> float | None:
     """Linear probe on standardised raw pixels, cached per dataset/subset under the data root."""
     if not cfg.probe.pixel_baseline:
@@ -103,16 +110,13 @@ def pixel_baseline(cfg: DictConfig, ds: data.ImageData, root: Path) -> float | N
     cached: dict[str, float] = {}
     if cache.is_file():
         try:
-            import json
-
             cached = json.loads(cache.read_text())
             if key in cached:
                 return float(cached[key])
         except (ValueError, OSError):
             cached = {}
     log.info("probe on raw pixels (computed once per dataset, then cached in %s)", cache)
-    result = probe.linear_probe(ds.train_x, ds.train_y, ds.test_x, ds.test_y, len(ds.classes),
-                                cfg.probe.l2, cfg.probe.tol, cfg.probe.max_iter)
+    result = fit_probe(cfg, ds, ds.train_x, ds.test_x)
     cached[key] = result.accuracy
     try:
         atomic.write_json(cache, cached)
@@ -121,10 +125,16 @@ def pixel_baseline(cfg: DictConfig, ds: data.ImageData, root: Path) -> float | N
     return result.accuracy
 
 
-def load_checkpoint(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / CHECKPOINT
+def checkpoint_file(run_dir: Path) -> Path:
+    """``run_dir``'s checkpoint, or the one-line error that there is nothing to resume."""
+    path = Path(run_dir) / CHECKPOINT
     if not path.is_file():
         raise CheckpointError(f"nothing to resume in {run_dir}: no {CHECKPOINT} there; give resume=<a run directory with a checkpoint>")
+    return path
+
+
+def load_checkpoint(run_dir: Path) -> dict[str, Any]:
+    path = checkpoint_file(run_dir)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same advice
@@ -155,7 +165,6 @@ def run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None
     t = time.perf_counter()
     root = data.resolve_root(cfg.data.root)
     ds = data.load(cfg.data.name, root, device, cfg.data.train_subset, cfg.data.test_subset, cfg.data.download)
-    n_classes = len(ds.classes)
     seconds["data"] = time.perf_counter() - t
     log.info("%s: %d train / %d test images on %s", ds.title, len(ds.train_x), len(ds.test_x), device)
 
@@ -163,27 +172,24 @@ def run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None
     pca_mean, pca_components = probe.pca_fit(ds.train_x, min(cfg.latent, ds.input_dim))
     pca_train = probe.pca_project(ds.train_x, pca_mean, pca_components)
     pca_test = probe.pca_project(ds.test_x, pca_mean, pca_components)
-    pca_probe = probe.linear_probe(pca_train, ds.train_y, pca_test, ds.test_y, n_classes, cfg.probe.l2, cfg.probe.tol, cfg.probe.max_iter)
+    pca_probe = fit_probe(cfg, ds, pca_train, pca_test)
     pixel_probe = pixel_baseline(cfg, ds, root)
     seconds["baselines"] = time.perf_counter() - t
 
     model = build_model(cfg, ds.input_dim).to(device)
     probe_seconds = [0.0]
+    latest_codes: dict[str, torch.Tensor] = {}  # the last probed codes: the final model's, once training ends
 
     def probe_codes(m: torch.nn.Module) -> dict[str, Any]:
         t0 = time.perf_counter()
-        result = probe.linear_probe(encode_all(m, ds.train_x), ds.train_y, encode_all(m, ds.test_x), ds.test_y,
-                                    n_classes, cfg.probe.l2, cfg.probe.tol, cfg.probe.max_iter)
+        latest_codes["train"], latest_codes["test"] = encode_all(m, ds.train_x), encode_all(m, ds.test_x)
+        result = fit_probe(cfg, ds, latest_codes["train"], latest_codes["test"])
         probe_seconds[0] += time.perf_counter() - t0
         if not result.converged:
             log.warning("probe stopped at max_iter=%d before converging (gradient %.2g)", cfg.probe.max_iter, result.grad_norm)
         return {"probe_accuracy": result.accuracy, "probe_iterations": result.iterations}
 
-    settings = TrainSettings(
-        epochs=cfg.epochs, batch_size=cfg.train.batch_size, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
-        scheduler=cfg.train.scheduler, step_size=cfg.train.step_size, gamma=cfg.train.gamma,
-        precision=cfg.train.precision, compile=cfg.train.compile, seed=cfg.seed,
-    )
+    settings = TrainSettings(epochs=cfg.epochs, seed=cfg.seed, **OmegaConf.to_container(cfg.train))
     trainer = Trainer(
         model, ds, settings,
         checkpoint_path=run_dir / CHECKPOINT,
@@ -203,13 +209,14 @@ def run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None
     seconds["pretrain"] = time.perf_counter() - t - probe_seconds[0]
 
     t = time.perf_counter()
-    train_codes, test_codes = encode_all(model, ds.train_x), encode_all(model, ds.test_x)
+    if not latest_codes:  # no probe ran after the last epoch (probe.every_epoch=false, or nothing left to train)
+        latest_codes["train"], latest_codes["test"] = encode_all(model, ds.train_x), encode_all(model, ds.test_x)
+    train_codes, test_codes = latest_codes["train"], latest_codes["test"]
     final = history[-1]
     probe_accuracy = final.get("probe_accuracy")
     if probe_accuracy is None:
-        probe_accuracy = probe.linear_probe(train_codes, ds.train_y, test_codes, ds.test_y, n_classes,
-                                            cfg.probe.l2, cfg.probe.tol, cfg.probe.max_iter).accuracy
-    knn = probe.knn_accuracy(train_codes, ds.train_y, test_codes, ds.test_y, cfg.probe.knn_k, n_classes)
+        probe_accuracy = fit_probe(cfg, ds, train_codes, test_codes).accuracy
+    knn = probe.knn_accuracy(train_codes, ds.train_y, test_codes, ds.test_y, cfg.probe.knn_k, len(ds.classes))
     seconds["probe"] = probe_seconds[0] + time.perf_counter() - t
 
     if cfg.figures:

@@ -52,7 +52,7 @@ def _lbfgs(train_x, train_y, weight, bias, l2, tol, max_iter) -> int:
 
     opt.step(objective)
     objective()  # leave the gradient of the final point in .grad
-    return int(opt.state[opt._params[0]].get("n_iter", 0))
+    return int(opt.state[weight].get("n_iter", 0))
 
 
 def linear_probe(
