@@ -10,6 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from aebench.train import flush_denormals
+
+# As the command does before any torch work: the in-process runs below then compute
+# exactly as a subprocess run would (torch's worker threads inherit the flag).
+flush_denormals()
+
 # Small but real: enough images for every class to appear in every figure.
 TINY = ["data.train_subset=2000", "data.test_subset=500", "progress=false"]
 

@@ -62,3 +62,30 @@ def test_compiled_loss_matches_eager(data_root):
     compiled = tiny_trainer(data_root, "ae", compile=True).fit()
     eager = tiny_trainer(data_root, "ae").fit()
     assert compiled[-1]["test_loss"] == pytest.approx(eager[-1]["test_loss"], rel=1e-3)
+
+
+SUBNORMAL_CHECK = """
+import torch{setup}
+torch.set_num_threads(2)
+x = torch.full((1 << 22,), 1e-39)  # subnormal; large enough to be split between threads
+y = x * 0.5
+print(int((y != 0).sum()))
+"""
+
+
+@pytest.mark.skipif(__import__("platform").machine() not in ("x86_64", "AMD64"),
+                    reason="torch flushes subnormals on x86 CPUs only")
+@pytest.mark.parametrize("flush", [False, True])
+def test_subnormals_are_flushed_in_every_thread_when_asked_first(flush):
+    """The CPU speed fix: subnormal inputs and results become 0 in torch's worker threads too."""
+    import subprocess
+    import sys
+
+    setup = "\nfrom aebench.train import flush_denormals\nflush_denormals()" if flush else ""
+    out = subprocess.run([sys.executable, "-c", SUBNORMAL_CHECK.format(setup=setup)],
+                         capture_output=True, text=True, check=True).stdout
+    nonzero = int(out.strip().splitlines()[-1])
+    if flush:
+        assert nonzero == 0
+    else:
+        assert nonzero == 1 << 22  # the control: without the flag, every value stays subnormal

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import __version__, atomic, config, data, models, plots, probe
 from .errors import CheckpointError
-from .train import Trainer, TrainSettings
+from .train import Trainer, TrainSettings, flush_denormals
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,7 @@ def run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None
     seconds: dict[str, float] = {}
     config.validate(cfg)
     device = config.resolve_device(cfg.device)
+    flush_denormals()  # before any parallel torch work of this process: its worker threads inherit it
     torch.set_num_threads(default_threads(cfg, launcher_threads))
     seed_everything(cfg.seed)
     progress = sys.stderr.isatty() if cfg.progress is None else bool(cfg.progress)
