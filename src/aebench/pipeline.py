@@ -106,7 +106,7 @@ def pixel_baseline(cfg: DictConfig, ds: data.ImageData, root: Path) -> float | N
         return None
     spec = data.spec_for(cfg.data.name)
     cache = root / spec.folder / "aebench-pixel-probe.json"
-    key = f"train{len(ds.train_x)}-test{len(ds.test_x)}-l2{cfg.probe.l2}-tol{cfg.probe.tol}-v2"
+    key = f"train{len(ds.train_x)}-test{len(ds.test_x)}-l2{cfg.probe.l2}-tol{cfg.probe.tol}-v3"
     cached: dict[str, float] = {}
     if cache.is_file():
         try:

@@ -44,9 +44,14 @@ def _lbfgs(train_x, train_y, weight, bias, l2, tol, max_iter) -> int:
         line_search_fn="strong_wolfe",
     )
 
+    # Logits laid out classes first, (1, C, N): the same loss as (N, C) logits, but torch's CPU
+    # log-softmax over a dimension of 10 classes is ~3x slower than over 60 000 contiguous examples.
+    features_t, target = train_x.T, train_y.unsqueeze(0)
+
     def objective() -> torch.Tensor:
         opt.zero_grad()
-        loss = F.cross_entropy(train_x @ weight + bias, train_y) + 0.5 * l2 * weight.pow(2).sum()
+        logits = (weight.T @ features_t + bias.unsqueeze(1)).unsqueeze(0)
+        loss = F.cross_entropy(logits, target) + 0.5 * l2 * weight.pow(2).sum()
         loss.backward()
         return loss
 
