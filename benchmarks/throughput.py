@@ -100,7 +100,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args()
     if not args.no_ftz:
-        flush_denormals()  # before any torch work, for both pipelines (see above)
+        flush_denormals()  # before the first parallel torch operation, for both pipelines (see above)
 
     import torchvision
     from torch.utils.data import DataLoader

@@ -12,7 +12,7 @@ import pytest
 
 from aebench.train import flush_denormals
 
-# As the command does before any torch work: the in-process runs below then compute
+# As the command does before its first parallel torch operation: the in-process runs below then compute
 # exactly as a subprocess run would (torch's worker threads inherit the flag).
 flush_denormals()
 

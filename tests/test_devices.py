@@ -65,27 +65,50 @@ def test_compiled_loss_matches_eager(data_root):
 
 
 SUBNORMAL_CHECK = """
-import torch{setup}
+import sys
+import torch
 torch.set_num_threads(2)
-x = torch.full((1 << 22,), 1e-39)  # subnormal; large enough to be split between threads
+{setup}
+# A subnormal float32 made from its bits (1e-39 written as a float would already be flushed
+# on the main thread), in a tensor large enough to be split between the two threads.
+x = torch.full((1 << 22,), 0x000AE398, dtype=torch.int32).view(torch.float32)
 y = x * 0.5
-print(int((y != 0).sum()))
+print(int((y.view(torch.int32) != 0).sum()))  # counted on the bits: DAZ would read subnormals as 0
 """
+FLUSH_FIRST = "from aebench.train import flush_denormals\nif not flush_denormals(): sys.exit(3)"
+FLUSH_LATE = "torch.ones(1 << 22).sum()  # the worker threads exist now\n" + FLUSH_FIRST
+RUN_PIPELINE_FIRST = (
+    "from aebench import cli\n"
+    "sys.argv = ['aebench', 'epochs=1', 'data.train_subset=600', 'data.test_subset=200', 'progress=false',\n"
+    "            'figures=false', 'probe.pixel_baseline=false', 'hydra.run.dir=' + sys.argv[1]]\n"
+    "cli.main()"
+)
 
 
-@pytest.mark.skipif(__import__("platform").machine() not in ("x86_64", "AMD64"),
-                    reason="torch flushes subnormals on x86 CPUs only")
-@pytest.mark.parametrize("flush", [False, True])
-def test_subnormals_are_flushed_in_every_thread_when_asked_first(flush):
-    """The CPU speed fix: subnormal inputs and results become 0 in torch's worker threads too."""
+def count_unflushed(setup: str, tmp_path: Path) -> int:
     import subprocess
     import sys
 
-    setup = "\nfrom aebench.train import flush_denormals\nflush_denormals()" if flush else ""
-    out = subprocess.run([sys.executable, "-c", SUBNORMAL_CHECK.format(setup=setup)],
-                         capture_output=True, text=True, check=True).stdout
-    nonzero = int(out.strip().splitlines()[-1])
-    if flush:
-        assert nonzero == 0
-    else:
-        assert nonzero == 1 << 22  # the control: without the flag, every value stays subnormal
+    proc = subprocess.run([sys.executable, "-c", SUBNORMAL_CHECK.format(setup=setup), str(tmp_path / "run")],
+                          capture_output=True, text=True, cwd=tmp_path)
+    if proc.returncode == 3:
+        pytest.skip("torch cannot flush subnormals to zero on this CPU")
+    assert proc.returncode == 0, proc.stderr
+    return int(proc.stdout.strip().splitlines()[-1])
+
+
+def test_without_the_flag_subnormal_results_stay(tmp_path):
+    assert count_unflushed("", tmp_path) == 1 << 22  # the control: these tests can see the difference
+
+
+def test_flag_set_first_reaches_every_thread(tmp_path):
+    assert count_unflushed(FLUSH_FIRST, tmp_path) == 0
+
+
+def test_flag_set_late_misses_the_worker_threads(tmp_path):
+    """Why the pipeline sets it first: set after the thread pool exists, part of the work is not flushed."""
+    assert 0 < count_unflushed(FLUSH_LATE, tmp_path) < 1 << 22
+
+
+def test_the_command_sets_the_flag_before_its_first_parallel_work(tmp_path, data_root):
+    assert count_unflushed(RUN_PIPELINE_FIRST, tmp_path) == 0

@@ -89,7 +89,7 @@ def stop_on_signals() -> Iterator[StopFlag]:
             signal.signal(sig, handler)
 
 
-def flush_denormals() -> None:
+def flush_denormals() -> bool:
     """Treat subnormal floats as zero on the CPU (FTZ/DAZ) in this thread and the threads it starts.
 
     Units that stop receiving gradient (a ReLU that died, say) leave Adam's moment
@@ -100,10 +100,13 @@ def flush_denormals() -> None:
 
     The flag is per thread and torch's worker threads copy it when they are created,
     so call this before the first parallel torch operation of the process
-    (:func:`aebench.pipeline.run` does, before anything else); called later it reaches
-    only the calling thread.  A no-op on CPUs without the flag (non-x86).
+    (:func:`aebench.pipeline.run` does); called later it reaches only the calling
+    thread.  It stays set afterwards.  Returns False where torch cannot set it on this CPU.
     """
-    torch.set_flush_denormal(True)
+    supported = torch.set_flush_denormal(True)
+    if not supported:
+        log.debug("this CPU cannot flush subnormal floats to zero; training may slow down when units die")
+    return supported
 
 
 def _self_signal_hook() -> tuple[int, int] | None:
