@@ -90,3 +90,19 @@ def test_dead_units_counts_constant_columns():
     codes = torch.randn(100, 6)
     codes[:, [1, 4]] = 0.0
     assert probe.dead_units(codes) == 2
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_probe_loss_equals_the_textbook_objective_in_value_and_gradient(dtype):
+    """The classes-first layout used on the CPU is a speed trick only: same loss, same gradient."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3000, 20, generator=gen, dtype=dtype)
+    y = torch.randint(0, 10, (3000,), generator=gen)
+    w = torch.randn(20, 10, generator=gen, dtype=dtype, requires_grad=True)
+    b = torch.randn(10, generator=gen, dtype=dtype, requires_grad=True)
+    ours = probe.probe_loss(x, y, w, b, l2=1e-2)
+    textbook = torch.nn.functional.cross_entropy(x @ w + b, y) + 0.5e-2 * w.pow(2).sum()
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert abs(ours.item() - textbook.item()) <= tol * abs(textbook.item())
+    for g_ours, g_textbook in zip(torch.autograd.grad(ours, [w, b]), torch.autograd.grad(textbook, [w, b])):
+        torch.testing.assert_close(g_ours, g_textbook, rtol=tol, atol=tol)
