@@ -1,8 +1,10 @@
-"""The GPU path, exercised on the CPU: device selection, bf16 autocast, torch.compile."""
+"""The GPU path, exercised on the CPU (device selection, bf16 autocast, torch.compile), and subnormal flushing."""
 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -86,9 +88,6 @@ RUN_PIPELINE_FIRST = (
 
 
 def count_unflushed(setup: str, tmp_path: Path) -> int:
-    import subprocess
-    import sys
-
     proc = subprocess.run([sys.executable, "-c", SUBNORMAL_CHECK.format(setup=setup), str(tmp_path / "run")],
                           capture_output=True, text=True, cwd=tmp_path)
     if proc.returncode == 3:

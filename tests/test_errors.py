@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import TINY, run_cli, run_in_process
 
@@ -60,7 +61,7 @@ CASES = {
     "bad override syntax": (["latent=[1,"], ["latent=[1,"]),
 }
 
-NO_GPU = not __import__("torch").cuda.is_available()
+NO_GPU = not torch.cuda.is_available()
 
 
 @pytest.mark.parametrize("name", list(CASES))

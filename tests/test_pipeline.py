@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import csv
-import json
 
 import matplotlib.image as mpimg
 import pytest
 import torch
 
-from conftest import TINY, numbers, only_run_dir, read_metrics, run_cli
+from conftest import TINY, only_run_dir, read_metrics, run_cli, run_in_process
 
 AE_FIGURES = ["loss.png", "reconstructions.png", "per_digit.png", "probe_accuracy.png", "latent_space.png"]
 
@@ -119,8 +118,6 @@ def test_fashion_mnist_runs(tmp_path):
 
 def test_tiny_shapes_still_draw_every_figure(tmp_path, monkeypatch, data_root):
     """A 1-D VAE code and a test set too small for 8 interpolation pairs."""
-    from conftest import run_in_process
-
     monkeypatch.chdir(tmp_path)
     code, err = run_in_process(["model=vae", "latent=1", "epochs=1", "data.train_subset=300", "data.test_subset=12",
                                 "progress=false"])

@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from . import atomic, config, pipeline
-from .errors import AebenchError, CheckpointError, ConfigError, Interrupted
+from .errors import AebenchError, CheckpointError, ConfigError, Interrupted, first_line
 
 log = logging.getLogger("aebench")
 
@@ -119,7 +119,7 @@ def resume_config(cfg: DictConfig, hc: Any) -> tuple[DictConfig, dict[str, Any]]
     try:
         saved = OmegaConf.merge(OmegaConf.structured(config.Config), checkpoint["config"])
     except OmegaConfBaseException as e:
-        raise CheckpointError(f"checkpoint config in {target} does not fit this aebench ({str(e).splitlines()[0]}); start a new run") from None
+        raise CheckpointError(f"checkpoint config in {target} does not fit this aebench ({first_line(e)}); start a new run") from None
     for key in RESUME_OVERRIDES[1:]:
         if any(o.split("=", 1)[0] == key for o in hc.overrides.task):
             saved[key] = cfg[key]
@@ -185,7 +185,7 @@ def run_job(cfg: DictConfig) -> float:
         # otherwise record the job as failed and start the next one.
         exit_with(f"aebench: {e}", e.exit_code)
     except Exception as e:  # noqa: BLE001
-        first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        error_line = first_line(e)
         if not multirun:
             if not isinstance(e, AebenchError):
                 raise  # a bug: show the traceback
@@ -198,11 +198,11 @@ def run_job(cfg: DictConfig) -> float:
                         break
             exit_with(f"aebench: error: {e}", AebenchError.EXIT_CODE)
         # In a sweep: record the failure and let the other jobs run.
-        log.error("job failed: %s", first_line)
+        log.error("job failed: %s", error_line)
         if not isinstance(e, AebenchError):
             log.debug("".join(traceback.format_exception(e)))
-            first_line = f"{type(e).__name__}: {first_line}"
-        write_status(out, cfg, "failed", first_line)
+            error_line = f"{type(e).__name__}: {error_line}"
+        write_status(out, cfg, "failed", error_line)
         return math.nan
     print_summary(metrics, out)
     return float(metrics["probe_accuracy"])
@@ -258,7 +258,7 @@ def hydra_error_line(e: BaseException) -> str:
     first = lines[0] if lines else type(e).__name__
     cause = e.__cause__
     if cause is not None and str(cause).strip():
-        cause_line = str(cause).strip().splitlines()[0]
+        cause_line = first_line(cause)
         if cause_line not in first:
             first = f"{first}: {cause_line}"
     return first

@@ -26,6 +26,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from . import atomic
+from .errors import first_line
 
 log = logging.getLogger("aebench.compare")
 
@@ -205,7 +206,7 @@ def _figures(done: list[dict[str, Any]], out: Path, reconstructions: bool, plots
         try:
             originals, recon_rows = _reconstruct_by_job(done)
         except Exception as e:  # noqa: BLE001 - a missing checkpoint or dataset only costs this figure
-            log.warning("skipped %s: %s", FIGURES["reconstructions"], str(e).splitlines()[0] if str(e) else type(e).__name__)
+            log.warning("skipped %s: %s", FIGURES["reconstructions"], first_line(e))
         else:
             if recon_rows:
                 plots.reconstruction_rows(originals, recon_rows, out / FIGURES["reconstructions"])

@@ -1,4 +1,9 @@
-"""The one exception type a user is meant to see: a clear, one-line message."""
+"""The one exception type a user is meant to see (a clear, one-line message), and how to shorten others."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first non-empty line of an exception's message, or its type name if it has none."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 class AebenchError(Exception):

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from . import atomic
 from .data import ImageData
-from .errors import CheckpointError, Interrupted
+from .errors import CheckpointError, Interrupted, first_line
 
 log = logging.getLogger(__name__)
 
@@ -215,13 +215,12 @@ class Trainer:
             self.loss_fn = torch.compile(model.loss, mode=mode)
 
     def _loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        if self.loss_fn is self.model.loss:
-            return self.loss_fn(x, generator=self.generator)
         try:
             return self.loss_fn(x, generator=self.generator)
         except Exception as e:  # noqa: BLE001 - a compiler failure must not cost the run
-            log.warning("torch.compile failed (%s); training continues without it",
-                        str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+            if self.loss_fn is self.model.loss:
+                raise  # eager: a real error
+            log.warning("torch.compile failed (%s); training continues without it", first_line(e))
             self.loss_fn = self.model.loss
             return self.loss_fn(x, generator=self.generator)
 
@@ -254,9 +253,8 @@ class Trainer:
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.scheduler.load_state_dict(ckpt["scheduler"])
         except (RuntimeError, KeyError, ValueError) as e:
-            first = str(e).strip().splitlines()[0]
             raise CheckpointError(
-                f"checkpoint {self.checkpoint_path} does not fit this model ({first}); "
+                f"checkpoint {self.checkpoint_path} does not fit this model ({first_line(e)}); "
                 "resume it with its own config, or start a new run"
             ) from None
         st = self.state
