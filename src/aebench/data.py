@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from . import atomic
-from .errors import DataError
+from .errors import DataError, squashed
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ def prepare(name: str, root: Path, download: bool = True, timeout: float = 5.0) 
         try:
             got = fetch()
         except Exception as e:  # noqa: BLE001 - every failure is reported below
-            reason = " ".join(str(e).split())[:200] or type(e).__name__
+            reason = squashed(e)
             tried.append(f"{label} ({reason})")
             log.info("%s: %s failed: %s", spec.title, label, reason)
             continue

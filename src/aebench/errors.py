@@ -6,6 +6,12 @@ def first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
+def squashed(e: BaseException, limit: int = 200) -> str:
+    """An exception's whole message on one line (whitespace collapsed, cut to ``limit``), or its type name."""
+    text = " ".join(str(e).split())
+    return (text if len(text) <= limit else text[: limit - 1] + "…") or type(e).__name__
+
+
 class AebenchError(Exception):
     """Bad input or an environment problem the user can fix.
 

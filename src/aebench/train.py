@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from . import atomic
 from .data import ImageData
-from .errors import CheckpointError, Interrupted, first_line
+from .errors import CheckpointError, Interrupted, first_line, squashed
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +254,7 @@ class Trainer:
             self.scheduler.load_state_dict(ckpt["scheduler"])
         except (RuntimeError, KeyError, ValueError) as e:
             raise CheckpointError(
-                f"checkpoint {self.checkpoint_path} does not fit this model ({first_line(e)}); "
+                f"checkpoint {self.checkpoint_path} does not fit this model ({squashed(e)}); "
                 "resume it with its own config, or start a new run"
             ) from None
         st = self.state
