@@ -5,6 +5,7 @@ Each case here is a row of the table in README.md ("What bad input gets").
 
 from __future__ import annotations
 
+import json
 import resource
 import shutil
 import signal
@@ -49,6 +50,7 @@ CASES = {
     "device unknown": (["device=tpu"], ["device='tpu'", "auto, cpu, cuda, cuda:N"]),
     "batch size zero": (["train.batch_size=0"], ["train.batch_size=0", ">= 1"]),
     "learning rate negative": (["train.lr=-0.1"], ["train.lr=-0.1", "> 0"]),
+    "learning rate infinite": (["train.lr=inf"], ["train.lr=inf", "finite number > 0"]),
     "scheduler unknown": (["train.scheduler=warmup"], ["train.scheduler='warmup'", "none, step, cosine"]),
     "precision unknown": (["train.precision=fp8"], ["fp32, bf16"]),
     "hidden width zero": (["model.hidden=[256,0]"], ["model.hidden[1]=0", ">= 1"]),
@@ -130,3 +132,11 @@ def test_a_real_process_prints_exactly_one_line(tmp_path, overrides):
 def test_python_m_and_console_script_agree(tmp_path):
     proc = subprocess.run([str(Path(sys.executable).parent / "aebench"), "latent=0"], cwd=tmp_path, capture_output=True, text=True)
     assert_one_line_error(proc, "latent=0")
+
+
+def test_divergence_is_one_line_and_a_failed_run(tmp_path, data_root):
+    proc = run_cli("train.lr=1e6", "model.recon_loss=mse", "epochs=2", *TINY, "hydra.run.dir=run", cwd=tmp_path)
+    line = assert_one_line_error(proc, "training diverged in epoch 1", "not finite", "smaller train.lr", "1e+06")
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["status"] == "failed" and m["error"] == line.removeprefix("aebench: error: ")
+    assert not (tmp_path / "run" / "history.csv").exists()  # no epoch finished with finite numbers

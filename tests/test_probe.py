@@ -41,9 +41,10 @@ def test_probe_reaches_an_independent_solvers_accuracy(pca_features):
     train_x, train_y, test_x, test_y = pca_features
     ours = probe.linear_probe(train_x, train_y, test_x, test_y, l2=1e-4)
     assert ours.converged and ours.iterations > 1
-    tr, te = probe.standardise(train_x.double(), test_x.double())
-    w, b = scipy_logistic_regression(tr.numpy(), train_y.numpy(), l2=1e-4)
-    scipy_acc = ((te.numpy() @ w + b).argmax(1) == test_y.numpy()).mean()
+    tr, te = probe.standardise(train_x, test_x)
+    w, b = scipy_logistic_regression(tr.double().numpy(), train_y.numpy(), l2=1e-4)
+    scipy_acc = ((te.double().numpy() @ w + b).argmax(1) == test_y.numpy()).mean()
+    assert ours.grad_norm <= 1e-5
     assert abs(ours.accuracy - scipy_acc) <= 0.005, (ours.accuracy, scipy_acc)
     assert 0.85 < ours.accuracy < 0.92  # PCA-20 on MNIST: a linear probe lands near 0.88
 
@@ -66,6 +67,7 @@ def test_knn_matches_brute_force():
     test = torch.randn(50, 4, generator=g)
     test_y = torch.randint(0, 3, (50,), generator=g)
     got = probe.knn_accuracy(train, train_y, test, test_y, k=5, num_classes=3, chunk=7)
+    assert probe.knn_accuracy(train, train_y, test, test_y, k=5, num_classes=3) == got  # chunking changes nothing
     tr, te = probe.standardise(train, test)
     d = ((te[:, None, :] - tr[None]) ** 2).sum(-1)
     nearest = d.argsort(1)[:, :5]
@@ -93,16 +95,46 @@ def test_dead_units_counts_constant_columns():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_probe_loss_equals_the_textbook_objective_in_value_and_gradient(dtype):
-    """The classes-first layout used on the CPU is a speed trick only: same loss, same gradient."""
+def test_objective_and_gradient_equal_the_textbook_ones(dtype):
+    """The hand-written objective (a speed measure) has autograd's value and gradient."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(3000, 20, generator=gen, dtype=dtype)
     y = torch.randint(0, 10, (3000,), generator=gen)
     w = torch.randn(20, 10, generator=gen, dtype=dtype, requires_grad=True)
     b = torch.randn(10, generator=gen, dtype=dtype, requires_grad=True)
-    ours = probe.probe_loss(x, y, w, b, l2=1e-2)
+    loss, grad_w, grad_b = probe.objective(x, y, w.detach(), b.detach(), l2=1e-2)
     textbook = torch.nn.functional.cross_entropy(x @ w + b, y) + 0.5e-2 * w.pow(2).sum()
     tol = 1e-5 if dtype == torch.float32 else 1e-12
-    assert abs(ours.item() - textbook.item()) <= tol * abs(textbook.item())
-    for g_ours, g_textbook in zip(torch.autograd.grad(ours, [w, b]), torch.autograd.grad(textbook, [w, b])):
-        torch.testing.assert_close(g_ours, g_textbook, rtol=tol, atol=tol)
+    assert loss.dtype == torch.float64
+    assert abs(loss.item() - textbook.item()) <= tol * abs(textbook.item())
+    for ours, theirs in zip((grad_w, grad_b), torch.autograd.grad(textbook, [w, b])):
+        torch.testing.assert_close(ours, theirs, rtol=tol, atol=tol)
+
+
+def test_warm_start_reaches_the_same_optimum_in_fewer_iterations(pca_features):
+    train_x, train_y, test_x, test_y = pca_features
+    cold = probe.linear_probe(train_x, train_y, test_x, test_y)
+    nudged = train_x + 0.01 * torch.randn(train_x.shape, generator=torch.Generator().manual_seed(0))
+    reference = probe.linear_probe(nudged, train_y, test_x, test_y)
+    warm = probe.linear_probe(nudged, train_y, test_x, test_y, init=(cold.weight, cold.bias))
+    assert warm.converged and reference.converged
+    assert warm.iterations < reference.iterations / 2, (warm.iterations, reference.iterations)
+    assert abs(warm.accuracy - reference.accuracy) <= 0.001
+    torch.testing.assert_close(warm.weight, reference.weight, atol=2e-2, rtol=0)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_read_outs_refuse_non_finite_features(bad):
+    x = torch.randn(100, 4)
+    x[7, 2] = bad
+    y = torch.randint(0, 3, (100,))
+    for fit in (lambda: probe.linear_probe(x, y, x[:10], y[:10], num_classes=3),
+                lambda: probe.knn_accuracy(x, y, x[:10], y[:10], num_classes=3)):
+        with pytest.raises(probe.ProbeError, match="1 non-finite value.*smaller train.lr"):
+            fit()
+
+
+def test_knn_distances_stay_in_bounded_memory():
+    """The chunk of queries is sized so that one distance matrix stays under CHUNK_BYTES."""
+    rows = probe._rows_per_chunk(60_000, itemsize=4)
+    assert rows * 60_000 * 4 <= probe.CHUNK_BYTES and rows >= 100

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aebench.cli import job_dir_name, unique_dir
+from aebench.rundirs import job_dir_name, unique_dir
 from conftest import TINY, read_metrics, run_cli
 
 ONE_EPOCH = ["epochs=1", *TINY]
@@ -73,6 +73,14 @@ def test_a_failed_job_loses_nothing(tmp_path, data_root):
     rows = {r["latent"]: r for r in summary_rows(sweep_dir(tmp_path))}
     assert rows["3"]["status"] == "completed" and 0 < float(rows["3"]["probe_accuracy"]) <= 1
     assert rows["0"]["status"] == "failed" and "latent=0 is not accepted" in rows["0"]["error"]
+
+
+def test_a_diverged_job_is_recorded_and_the_sweep_goes_on(tmp_path, data_root):
+    proc = run_cli("-m", "train.lr=1e6,2e-3", "model.recon_loss=mse", *ONE_EPOCH, cwd=tmp_path)
+    assert proc.returncode == 2 and "1 of 2 job(s) did not complete" in proc.stderr
+    rows = {r["job"].split("_", 1)[0]: r for r in summary_rows(sweep_dir(tmp_path))}
+    assert rows["0"]["status"] == "failed" and "training diverged in epoch 1" in rows["0"]["error"]
+    assert rows["1"]["status"] == "completed" and 0.3 < float(rows["1"]["probe_accuracy"]) <= 1
 
 
 def test_a_sweep_whose_jobs_all_fail_still_writes_its_summary(tmp_path, data_root):
@@ -178,3 +186,9 @@ def test_sigterm_stops_the_whole_sweep_with_a_resumable_job(tmp_path, data_root)
     job = jobs[0]
     assert read_metrics(job)["status"] == "interrupted"
     assert f"resume with: aebench resume={job.resolve()}" in proc.stderr
+
+
+def test_compare_stands_below_the_entrypoint():
+    """One-way rooms: aebench-compare loads without the Hydra entrypoint (no import circle)."""
+    code = "import sys, aebench.compare; sys.exit('aebench.cli' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

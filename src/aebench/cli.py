@@ -27,8 +27,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from . import atomic, config, pipeline
-from .errors import AebenchError, CheckpointError, ConfigError, Interrupted, first_line
+from . import atomic, config, pipeline, rundirs
+from .errors import AebenchError, CheckpointError, ConfigError, Interrupted, RunFailed, first_line
 
 log = logging.getLogger("aebench")
 
@@ -37,47 +37,12 @@ RESUME_OVERRIDES = ("resume", "device", "threads", "progress", "figures")
 
 
 # ------------------------------------------------------------------ resolvers used by conf/config.yaml
-def unique_dir(base: str) -> str:
-    """Claim ``base`` (or ``base_1``, ``base_2``, ...) by creating it; never one that exists.
-
-    Creating the folder is atomic, so two runs or sweeps started in the same second
-    on the same file system always get different directories.
-    """
-    candidate, n = base, 0
-    while True:
-        try:
-            os.makedirs(candidate, exist_ok=False)
-            return candidate
-        except FileExistsError:
-            n += 1
-            candidate = f"{base}_{n}"
-
-
-def run_dir(resume: str | None, base: str) -> str:
-    return str(Path(resume).expanduser().resolve()) if resume else unique_dir(base)
-
-
-def job_dir_name(num: int, overrides: str, limit: int = 120) -> str:
-    """``<job number>_<overrides>``; long override lists are cut and end in a short hash."""
-    import hashlib
-
-    name = f"{num}_{overrides}" if overrides else str(num)
-    if len(name) <= limit:
-        return name
-    return f"{name[: limit - 9]}~{hashlib.sha1(overrides.encode()).hexdigest()[:8]}"
-
-
-def output_subdir(resume: str | None) -> str:
-    # A resumed run keeps its original .hydra/ files; the resuming command's go beside them.
-    return ".hydra/resumed" if resume else ".hydra"
-
-
 def register_resolvers() -> None:
     # use_cache: one value per process and per argument, so every read of hydra.run.dir agrees.
-    OmegaConf.register_new_resolver("aebench.unique_dir", unique_dir, use_cache=True, replace=True)
-    OmegaConf.register_new_resolver("aebench.run_dir", run_dir, use_cache=True, replace=True)
-    OmegaConf.register_new_resolver("aebench.output_subdir", output_subdir, use_cache=True, replace=True)
-    OmegaConf.register_new_resolver("aebench.job_dir", job_dir_name, replace=True)
+    OmegaConf.register_new_resolver("aebench.unique_dir", rundirs.unique_dir, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("aebench.run_dir", rundirs.run_dir, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("aebench.output_subdir", rundirs.output_subdir, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("aebench.job_dir", rundirs.job_dir_name, replace=True)
 
 
 register_resolvers()
@@ -189,6 +154,8 @@ def run_job(cfg: DictConfig) -> float:
         if not multirun:
             if not isinstance(e, AebenchError):
                 raise  # a bug: show the traceback
+            if isinstance(e, RunFailed):  # e.g. training diverged: say so in metrics.json too
+                write_status(out, cfg, "failed", error_line)
             if isinstance(e, ConfigError) and not cfg.resume and _only_hydra_files(out):
                 shutil.rmtree(out, ignore_errors=True)  # bad input: leave nothing behind
                 for parent in (out.parent, out.parent.parent):  # outputs/<date>/ if now empty

@@ -25,7 +25,7 @@ from typing import Any, Iterable
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from . import atomic
+from . import atomic, rundirs
 from .errors import first_line
 
 log = logging.getLogger("aebench.compare")
@@ -309,9 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     elif len(args.dirs) == 1:
         out = args.dirs[0]
     else:
-        from .cli import unique_dir
-
-        out = Path(unique_dir(f"comparisons/{datetime.datetime.now():%Y-%m-%d_%H-%M-%S}"))
+        out = Path(rundirs.unique_dir(f"comparisons/{datetime.datetime.now():%Y-%m-%d_%H-%M-%S}"))
     rows = write_report(list(args.dirs), out, reconstructions=not args.no_reconstructions)
     print(format_table(rows))
     print(f"report: {out / 'summary.md'}")

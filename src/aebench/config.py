@@ -8,6 +8,7 @@ Every error is one line saying what is wrong and what is accepted.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
@@ -121,8 +122,8 @@ def validate(cfg: DictConfig | Config) -> None:
         if value is not None:
             _positive(f"data.{key}", value, minimum=2)
     _positive("train.batch_size", cfg.train.batch_size)
-    if not cfg.train.lr > 0:
-        raise ConfigError(f"train.lr={cfg.train.lr!r} is not accepted; it must be a number > 0")
+    if not (cfg.train.lr > 0 and math.isfinite(cfg.train.lr)):
+        raise ConfigError(f"train.lr={cfg.train.lr!r} is not accepted; it must be a finite number > 0")
     if not cfg.train.weight_decay >= 0:
         raise ConfigError(f"train.weight_decay={cfg.train.weight_decay!r} is not accepted; it must be >= 0")
     _one_of("train.scheduler", cfg.train.scheduler, SCHEDULERS)

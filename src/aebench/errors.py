@@ -35,6 +35,19 @@ class CheckpointError(AebenchError):
     """A checkpoint cannot be resumed with this config or this aebench."""
 
 
+class RunFailed(AebenchError):
+    """The run started but cannot finish; its ``metrics.json`` records ``status: failed`` and why."""
+
+
+class TrainingDiverged(RunFailed):
+    """The training loss (or the weights) stopped being finite."""
+
+    def __init__(self, epoch: int, what: str, lr: float, checkpoint: str | None):
+        kept = f"the last finite checkpoint (epoch {epoch - 1}) is kept in {checkpoint}" if checkpoint else "no checkpoint was kept"
+        super().__init__(f"training diverged in epoch {epoch}: {what} is not finite; "
+                         f"try a smaller train.lr (this run: {lr:g}); {kept}")
+
+
 class Interrupted(Exception):
     """Training stopped on SIGINT/SIGTERM after writing a resumable checkpoint."""
 

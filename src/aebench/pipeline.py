@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import __version__, atomic, config, data, models, plots, probe
+from . import __version__, atomic, baselines, config, data, models, plots, probe
 from .errors import CheckpointError
 from .train import Trainer, TrainSettings, flush_denormals
 
@@ -94,35 +94,44 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def fit_probe(cfg: DictConfig, ds: data.ImageData, train_x: torch.Tensor, test_x: torch.Tensor) -> probe.ProbeResult:
+def fit_probe(cfg: DictConfig, ds: data.ImageData, train_x: torch.Tensor, test_x: torch.Tensor,
+              init: tuple[torch.Tensor, torch.Tensor] | None = None) -> probe.ProbeResult:
     """The linear probe with the run's settings, on features of the train and test images."""
-    return probe.linear_probe(train_x, ds.train_y, test_x, ds.test_y, len(ds.classes),
-                              cfg.probe.l2, cfg.probe.tol, cfg.probe.max_iter)
+    result = probe.linear_probe(train_x, ds.train_y, test_x, ds.test_y, len(ds.classes),
+                                cfg.probe.l2, cfg.probe.tol, cfg.probe.max_iter, init=init)
+    if not result.converged:
+        log.warning("probe stopped at max_iter=%d before converging (gradient %.2g)", cfg.probe.max_iter, result.grad_norm)
+    return result
 
 
-def pixel_baseline(cfg: DictConfig, ds: data.ImageData, root: Path) -> float | None:
-    """Linear probe on standardised raw pixels, cached per dataset/subset under the data root."""
-    if not cfg.probe.pixel_baseline:
-        return None
-    spec = data.spec_for(cfg.data.name)
-    cache = root / spec.folder / "aebench-pixel-probe.json"
-    key = f"train{len(ds.train_x)}-test{len(ds.test_x)}-l2{cfg.probe.l2}-tol{cfg.probe.tol}-v3"
-    cached: dict[str, float] = {}
-    if cache.is_file():
-        try:
-            cached = json.loads(cache.read_text())
-            if key in cached:
-                return float(cached[key])
-        except (ValueError, OSError):
-            cached = {}
-    log.info("probe on raw pixels (computed once per dataset, then cached in %s)", cache)
-    result = fit_probe(cfg, ds, ds.train_x, ds.test_x)
-    cached[key] = result.accuracy
-    try:
-        atomic.write_json(cache, cached)
-    except OSError as e:
-        log.warning("could not cache the pixel baseline in %s: %s", cache, e)
-    return result.accuracy
+class EpochProbe:
+    """The accuracy curve: encode the train and test images and probe the codes after an epoch.
+
+    Each fit starts from the previous epoch's solution (a warm start: the same optimum to
+    ``probe.tol``, in a fraction of the iterations); that solution travels in the checkpoint,
+    so a resumed run probes exactly as an uninterrupted one.  Keeps the last codes it probed.
+    """
+
+    def __init__(self, cfg: DictConfig, ds: data.ImageData):
+        self.cfg, self.ds = cfg, ds
+        self.seconds = 0.0
+        self.codes: dict[str, torch.Tensor] = {}
+        self.result: probe.ProbeResult | None = None
+        self.init: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def __call__(self, model: torch.nn.Module) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        self.codes = {"train": encode_all(model, self.ds.train_x), "test": encode_all(model, self.ds.test_x)}
+        self.result = fit_probe(self.cfg, self.ds, self.codes["train"], self.codes["test"], init=self.init)
+        self.init = (self.result.weight.cpu(), self.result.bias.cpu())
+        self.seconds += time.perf_counter() - t0
+        return {"probe_accuracy": self.result.accuracy, "probe_iterations": self.result.iterations}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"init": self.init}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.init = state.get("init")
 
 
 def checkpoint_file(run_dir: Path) -> Path:
@@ -170,33 +179,20 @@ def run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None
     log.info("%s: %d train / %d test images on %s", ds.title, len(ds.train_x), len(ds.test_x), device)
 
     t = time.perf_counter()
-    pca_mean, pca_components = probe.pca_fit(ds.train_x, min(cfg.latent, ds.input_dim))
-    pca_train = probe.pca_project(ds.train_x, pca_mean, pca_components)
-    pca_test = probe.pca_project(ds.test_x, pca_mean, pca_components)
-    pca_probe = fit_probe(cfg, ds, pca_train, pca_test)
-    pixel_probe = pixel_baseline(cfg, ds, root)
+    p = cfg.probe
+    pca_probe = baselines.pca_probe(ds, root, cfg.latent, p.l2, p.tol, p.max_iter)
+    pixel_probe = baselines.pixel_probe(ds, root, p.l2, p.tol, p.max_iter) if p.pixel_baseline else None
     seconds["baselines"] = time.perf_counter() - t
 
     model = build_model(cfg, ds.input_dim).to(device)
-    probe_seconds = [0.0]
-    latest_codes: dict[str, torch.Tensor] = {}  # the last probed codes: the final model's, once training ends
-
-    def probe_codes(m: torch.nn.Module) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        latest_codes["train"], latest_codes["test"] = encode_all(m, ds.train_x), encode_all(m, ds.test_x)
-        result = fit_probe(cfg, ds, latest_codes["train"], latest_codes["test"])
-        probe_seconds[0] += time.perf_counter() - t0
-        if not result.converged:
-            log.warning("probe stopped at max_iter=%d before converging (gradient %.2g)", cfg.probe.max_iter, result.grad_norm)
-        return {"probe_accuracy": result.accuracy, "probe_iterations": result.iterations}
-
+    epoch_probe = EpochProbe(cfg, ds)
     settings = TrainSettings(epochs=cfg.epochs, seed=cfg.seed, **OmegaConf.to_container(cfg.train))
     trainer = Trainer(
         model, ds, settings,
         checkpoint_path=run_dir / CHECKPOINT,
         checkpoint_extra={"aebench_version": __version__, "config": config.to_container(cfg)},
         run_dir=run_dir,
-        epoch_metrics=probe_codes if cfg.probe.every_epoch else None,
+        epoch_metrics=epoch_probe if p.every_epoch else None,
         on_history=lambda history: atomic.write_csv(run_dir / HISTORY_FILE, history),
         progress=progress,
     )
@@ -207,22 +203,20 @@ def run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None
         log.info("resuming after epoch %d, step %d", trainer.state.epoch, trainer.state.step)
     t = time.perf_counter()
     history = trainer.fit()
-    seconds["pretrain"] = time.perf_counter() - t - probe_seconds[0]
+    seconds["pretrain"] = time.perf_counter() - t - epoch_probe.seconds
 
-    t = time.perf_counter()
-    if not latest_codes:  # no probe ran after the last epoch (probe.every_epoch=false, or nothing left to train)
-        latest_codes["train"], latest_codes["test"] = encode_all(model, ds.train_x), encode_all(model, ds.test_x)
-    train_codes, test_codes = latest_codes["train"], latest_codes["test"]
     final = history[-1]
-    probe_accuracy = final.get("probe_accuracy")
-    if probe_accuracy is None:
-        probe_accuracy = fit_probe(cfg, ds, train_codes, test_codes).accuracy
-    knn = probe.knn_accuracy(train_codes, ds.train_y, test_codes, ds.test_y, cfg.probe.knn_k, len(ds.classes))
-    seconds["probe"] = probe_seconds[0] + time.perf_counter() - t
+    if epoch_probe.result is None:  # no probe ran after the last epoch (probe.every_epoch=false, or nothing left to train)
+        epoch_probe(model)
+    train_codes, test_codes = epoch_probe.codes["train"], epoch_probe.codes["test"]
+    probe_accuracy = final.get("probe_accuracy", epoch_probe.result.accuracy)
+    t = time.perf_counter()
+    knn = probe.knn_accuracy(train_codes, ds.train_y, test_codes, ds.test_y, p.knn_k, len(ds.classes))
+    seconds["probe"] = epoch_probe.seconds + time.perf_counter() - t
 
     if cfg.figures:
         t = time.perf_counter()
-        draw_figures(cfg, model, ds, history, test_codes, {"PCA probe (same size)": pca_probe.accuracy,
+        draw_figures(cfg, model, ds, history, test_codes, {"PCA probe (same size)": pca_probe,
                                                            "raw-pixel probe": pixel_probe}, fig_dir)
         seconds["figures"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t_start
@@ -233,7 +227,7 @@ def run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None
         "neg_elbo": final.get("test_neg_elbo"),
         "probe_accuracy": probe_accuracy,
         "knn_accuracy": knn,
-        "pca_probe_accuracy": pca_probe.accuracy,
+        "pca_probe_accuracy": pca_probe,
         "pixel_probe_accuracy": pixel_probe,
         "test_loss": final["test_loss"],
         "dead_code_units": probe.dead_units(test_codes),
@@ -259,7 +253,7 @@ def peak_memory(device: torch.device) -> dict[str, float | None]:
 
 @torch.no_grad()
 def draw_figures(cfg: DictConfig, model: torch.nn.Module, ds: data.ImageData, history: list[dict[str, Any]],
-                 test_codes: torch.Tensor, baselines: dict[str, float | None], fig_dir: Path) -> None:
+                 test_codes: torch.Tensor, references: dict[str, float | None], fig_dir: Path) -> None:
     model.eval()
     h, w = ds.image_shape
     rng = torch.Generator().manual_seed(cfg.seed)  # which images are shown; fixed by the seed
@@ -295,7 +289,7 @@ def draw_figures(cfg: DictConfig, model: torch.nn.Module, ds: data.ImageData, hi
 
     curve = [row for row in history if row.get("probe_accuracy") is not None]
     if curve:
-        plots.probe_curve([r["epoch"] for r in curve], [r["probe_accuracy"] for r in curve], baselines,
+        plots.probe_curve([r["epoch"] for r in curve], [r["probe_accuracy"] for r in curve], references,
                           f"Linear probe on frozen codes ({label})", fig_dir / "probe_accuracy.png")
 
     shown = torch.randperm(len(ds.test_x), generator=rng)[:5000]

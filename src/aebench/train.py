@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from . import atomic
 from .data import ImageData
-from .errors import CheckpointError, Interrupted, first_line, squashed
+from .errors import CheckpointError, Interrupted, TrainingDiverged, first_line, squashed
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +179,13 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
 class Trainer:
     """Trains ``model`` on ``data.train_x``; writes ``checkpoint_path`` after every epoch.
 
-    ``epoch_metrics(model)`` adds numbers to each epoch's history row (the probe);
+    ``epoch_metrics(model)`` adds numbers to each epoch's history row (the probe); where it
+    has ``state_dict``/``load_state_dict``, its state travels in the checkpoint.
     ``on_history(history)`` is called once the row and the checkpoint are written.
+
+    A loss or weight that stops being finite is caught once per epoch (the loss sums live on
+    the device, so no step waits for the host): the run stops with
+    :class:`~aebench.errors.TrainingDiverged`, keeping the checkpoint of the last finite epoch.
     """
 
     def __init__(
@@ -242,6 +247,7 @@ class Trainer:
             "generator": self.generator.get_state(),
             "device_type": self.device.type,
             "rng": rng_states(),
+            "epoch_metrics": self.epoch_metrics.state_dict() if hasattr(self.epoch_metrics, "state_dict") else None,
         }
 
     def save_checkpoint(self) -> None:
@@ -271,6 +277,21 @@ class Trainer:
             )
         self.generator.set_state(ckpt["generator"])
         set_rng_states(ckpt["rng"])
+        if ckpt.get("epoch_metrics") is not None and hasattr(self.epoch_metrics, "load_state_dict"):
+            self.epoch_metrics.load_state_dict(ckpt["epoch_metrics"])
+
+    def check_finite(self, epoch: int, sums: dict[str, torch.Tensor], lr: float) -> None:
+        """One host sync per epoch: are the epoch's summed loss and every weight finite?"""
+        loss = sums.get("loss")
+        flags = [torch.isfinite(p).all() for p in self.model.parameters()]
+        if loss is not None and not bool(torch.isfinite(loss)):
+            what = f"the training loss ({loss.item():g})"
+        elif not bool(torch.stack(flags).all()):
+            what = "a weight of the model"
+        else:
+            return
+        kept = str(self.checkpoint_path) if self.checkpoint_path.is_file() else None
+        raise TrainingDiverged(epoch, what, lr, kept)
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> list[dict[str, Any]]:
@@ -320,6 +341,7 @@ class Trainer:
                             raise Interrupted(stop.signum, str(self.run_dir),
                                               f"in epoch {epoch} after step {st.step}/{steps_per_epoch}")
                 train_seconds = st.epoch_seconds + time.perf_counter() - t0
+                self.check_finite(epoch, st.sums, lr)
                 row: dict[str, Any] = {"epoch": epoch, "lr": lr}
                 row.update({f"train_{k}": (v / n).item() for k, v in st.sums.items()})
                 t1 = time.perf_counter()

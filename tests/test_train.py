@@ -1,0 +1,35 @@
+"""The training loop on its own: divergence is caught at the end of an epoch, the last finite checkpoint kept."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from aebench import data, models
+from aebench.errors import TrainingDiverged
+from aebench.train import Trainer, TrainSettings
+
+
+def tiny_data(n: int = 512) -> data.ImageData:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(n, 64, generator=gen)
+    y = torch.randint(0, 10, (n,), generator=gen)
+    return data.ImageData("synthetic", "synthetic", tuple(map(str, range(10))), x, y, x[:128], y[:128], (8, 8))
+
+
+def test_divergence_stops_the_run_and_keeps_the_last_finite_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    model = models.build("ae", 64, latent=4, hidden=[16])
+    path = tmp_path / "last.pt"
+    trainer = Trainer(model, tiny_data(), TrainSettings(epochs=3, batch_size=64, lr=1e-3), path, {}, tmp_path)
+    trainer.s.epochs = 1
+    trainer.fit()
+    saved = torch.load(path, weights_only=False)
+    assert saved["epoch"] == 1
+    with torch.no_grad():
+        next(model.parameters())[0, 0] = float("nan")  # as if a step had blown up
+    trainer.s.epochs = 3
+    with pytest.raises(TrainingDiverged, match=r"diverged in epoch 2: the training loss \(nan\).*smaller train.lr.*epoch 1"):
+        trainer.fit()
+    kept = torch.load(path, weights_only=False)
+    assert kept["epoch"] == 1 and all(torch.isfinite(t).all() for t in kept["model"].values())
