@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import io
 import json
 import os
@@ -44,6 +45,25 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
             # name the file the caller wanted, not the temporary one
             raise OSError(e.errno, e.strerror, str(target)) from e
         raise
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (created if missing) while the block runs.
+
+    Blocks until every other holder, in any process, has left its block.  An advisory
+    ``flock``: it guards only code that takes the same lock.  The lock goes with the file
+    descriptor, so a holder that dies releases it; the file itself stays (removing a lock
+    file while another process waits on it would let a third one in).  NFS supports it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def write_bytes(target: str | os.PathLike, data: bytes) -> None:

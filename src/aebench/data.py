@@ -234,10 +234,8 @@ OFFLINE_SOURCES: dict[str, Callable[[DatasetSpec], dict[str, bytes]]] = {
 }
 
 
-def prepare(name: str, root: Path, download: bool = True, timeout: float = 5.0) -> Path:
-    """Make sure the four verified IDX files of ``name`` exist under ``root``; return their folder."""
-    spec = spec_for(name)
-    raw = raw_dir(spec, root)
+def _missing(spec: DatasetSpec, raw: Path) -> list[str]:
+    """The files still to fetch; a corrupted one is an error (files are only ever written whole)."""
     problems = _problems(spec, raw)
     corrupt = sorted(n for n, why in problems.items() if why == "corrupt")
     if corrupt:
@@ -246,10 +244,29 @@ def prepare(name: str, root: Path, download: bool = True, timeout: float = 5.0) 
             f"{spec.title} file(s) fail their md5 checksum (truncated or altered): {paths}; "
             f"delete them and run again to fetch fresh copies"
         )
-    if not problems:
+    return sorted(problems)
+
+
+def prepare(name: str, root: Path, download: bool = True, timeout: float = 5.0) -> Path:
+    """Make sure the four verified IDX files of ``name`` exist under ``root``; return their folder.
+
+    One process at a time prepares a dataset (a lock file in the root): parallel sweep jobs
+    that share a data root wait for it, then find the files ready and fetch nothing.
+    """
+    spec = spec_for(name)
+    raw = raw_dir(spec, root)
+    if not _missing(spec, raw):
         return raw
     _check_writable(root)
-    missing = sorted(problems)
+    with atomic.file_lock(root / f".{spec.folder}.lock"):
+        return _prepare_locked(spec, root, raw, download, timeout)
+
+
+def _prepare_locked(spec: DatasetSpec, root: Path, raw: Path, download: bool, timeout: float) -> Path:
+    missing = _missing(spec, raw)  # again: another process may have prepared it while we waited
+    if not missing:
+        log.info("%s: ready under %s (prepared by another process)", spec.title, raw)
+        return raw
     log.info("%s: %d file(s) missing under %s; fetching", spec.title, len(missing), raw)
 
     tried = []
