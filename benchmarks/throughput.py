@@ -67,7 +67,7 @@ def sync(device: torch.device) -> None:
 
 
 def reference_model() -> torch.nn.Module:
-    return models.AutoEncoder(784, [256, 64], 20, code_activation="relu", recon_loss="mse", activation="relu")
+    return models.build("ae", 784, latent=20, hidden=[256, 64], code_activation="relu", recon_loss="mse", activation="relu")
 
 
 def reference_epoch(model, loader, optimizer, device) -> float:

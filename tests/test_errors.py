@@ -37,7 +37,8 @@ def assert_one_line(code: int, stderr: str, *expected: str, stdout: str = "") ->
 
 CASES = {
     # name: (overrides, phrases the one line must contain)
-    "unknown model": (["model=transformer"], ["model/transformer", "ae, vae"]),
+    "unknown model": (["model=transformer"], ["model/transformer", "ae, dae, sae, vae"]),
+    "unknown arch": (["arch=resnet"], ["arch/resnet", "conv, mlp"]),
     "unknown dataset": (["data=cifar"], ["data/cifar", "fashion_mnist, mnist"]),
     "unknown experiment": (["experiment=nope"], ["experiment/nope", "seed_report"]),
     "latent zero": (["latent=0"], ["latent=0", ">= 1"]),
@@ -53,9 +54,15 @@ CASES = {
     "learning rate infinite": (["train.lr=inf"], ["train.lr=inf", "finite number > 0"]),
     "scheduler unknown": (["train.scheduler=warmup"], ["train.scheduler='warmup'", "none, step, cosine"]),
     "precision unknown": (["train.precision=fp8"], ["fp32, bf16"]),
-    "hidden width zero": (["model.hidden=[256,0]"], ["model.hidden[1]=0", ">= 1"]),
-    "hidden not a list": (["model.hidden=wide"], ["model.hidden=wide"]),
-    "activation unknown": (["model.activation=tanhh"], ["model.activation='tanhh'", "relu, gelu, elu"]),
+    "hidden width zero": (["arch.hidden=[256,0]"], ["arch.hidden[1]=0", ">= 1"]),
+    "hidden not a list": (["arch.hidden=wide"], ["arch.hidden=wide"]),
+    "channels zero": (["arch=conv", "arch.channels=[0]"], ["arch.channels[0]=0", ">= 1"]),
+    "too many convolutions": (["arch=conv", "arch.channels=[4,4,4,4,4,4]", "epochs=1", "data.train_subset=100",
+                               "data.test_subset=50"], ["arch=conv cannot be built for 1x28x28 images", "too many"]),
+    "activation unknown": (["arch.activation=tanhh"], ["arch.activation='tanhh'", "relu, gelu, elu"]),
+    "noise unknown": (["model=dae", "model.noise=salt"], ["model.noise='salt'", "mask, gaussian"]),
+    "mask fraction of one": (["model=dae", "model.noise_level=1"], ["model.noise_level=1.0", "[0, 1)"]),
+    "sparsity negative": (["model=sae", "model.sparsity=-1"], ["model.sparsity=-1.0", ">= 0"]),
     "beta negative": (["model=vae", "model.beta=-1"], ["model.beta=-1", ">= 0"]),
     "subset too small": (["data.train_subset=1"], ["data.train_subset=1", ">= 2"]),
     "threads zero": (["threads=0"], ["threads=0", ">= 1"]),

@@ -10,16 +10,19 @@ from hypothesis import strategies as st
 from conftest import run_in_process
 
 VALUES = {
-    "model": ["ae", "vae", "gan", "AE", ""],
+    "model": ["ae", "vae", "dae", "sae", "gan", "AE", ""],
+    "arch": ["mlp", "conv", "rnn"],
     "latent": ["1", "2", "7", "0", "-4", "2.5", "x", "[3]", "null"],
     "epochs": ["1", "0", "-1", "one", "1.0"],
     "device": ["cpu", "auto", "cuda", "cuda:1", "tpu", "''"],
     "train.lr": ["1e-3", "0.01", "0", "-1e-3", "fast", "inf"],
     "train.batch_size": ["32", "300", "0", "-5", "a"],
     "train.scheduler": ["none", "step", "cosine", "linear"],
-    "model.hidden": ["[32]", "[64,16]", "[]", "[0]", "[-3,4]", "wide", "[1.5]"],
+    "arch.hidden": ["[32]", "[64,16]", "[]", "[0]", "[-3,4]", "wide", "[1.5]"],
+    "arch.channels": ["[4]", "[4,8]", "[]", "[0]", "[2,2,2,2,2,2]"],
     "model.beta": ["0", "0.5", "4", "-1", "big"],
-    "model.activation": ["relu", "gelu", "elu", "swish"],
+    "arch.activation": ["relu", "gelu", "elu", "swish"],
+    "model.noise_level": ["0", "0.5", "1", "-0.1"],
     "probe.knn_k": ["1", "5", "0", "k"],
     "seed": ["0", "7", "-1", "s"],
 }

@@ -23,8 +23,8 @@ def layer_sizes(seq: nn.Sequential) -> list:
 
 def test_seed_report_is_the_reference_autoencoder():
     cfg = compose_cfg("experiment=seed_report")
-    model = pipeline.build_model(cfg, 784)
-    assert layer_sizes(model.encoder) == [(784, 256), "ReLU", (256, 64), "ReLU", (64, 20), "ReLU"]
+    model = pipeline.build_model(cfg, (1, 28, 28))
+    assert layer_sizes(model.body) + layer_sizes(model.head) == [(784, 256), "ReLU", (256, 64), "ReLU", (64, 20), "ReLU"]
     assert layer_sizes(model.decoder) == [(20, 64), "ReLU", (64, 256), "ReLU", (256, 784)]  # + sigmoid in decode()
     assert (cfg.train.batch_size, cfg.train.lr, cfg.train.scheduler, cfg.train.step_size, cfg.train.gamma) == (
         64, 1e-3, "step", 6, 0.1)
@@ -33,7 +33,7 @@ def test_seed_report_is_the_reference_autoencoder():
 
 def test_seed_report_vae_is_the_reference_vae():
     cfg = compose_cfg("experiment=seed_report_vae")
-    model = pipeline.build_model(cfg, 784)
+    model = pipeline.build_model(cfg, (1, 28, 28))
     assert layer_sizes(model.body) == [(784, 256), "ReLU", (256, 64), "ReLU", (64, 20), "ReLU"]
     assert (model.fc_mu.in_features, model.fc_mu.out_features) == (20, 10)
     assert (model.fc_logvar.in_features, model.fc_logvar.out_features) == (20, 10)
@@ -42,29 +42,81 @@ def test_seed_report_vae_is_the_reference_vae():
 
 def test_default_autoencoder_code_is_linear():
     cfg = compose_cfg()
-    model = pipeline.build_model(cfg, 784)
-    assert isinstance(model.encoder[-1], nn.Linear) and model.encoder[-1].out_features == 20
+    model = pipeline.build_model(cfg, (1, 28, 28))
+    assert layer_sizes(model.head) == [(256, 20)]  # a linear code
     x = torch.rand(256, 784)
     z = model.encode(x)
     assert (z < 0).any() and (z.std(0) > 0).all()  # no unit clamped at zero
 
 
-@pytest.mark.parametrize("name", ["ae", "vae"])
-def test_one_interface(name):
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+@pytest.mark.parametrize("name", ["ae", "vae", "dae", "sae"])
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
+def test_one_interface_for_every_objective_on_every_network(name, arch, shape):
+    """Synthetic 3x32x32 images too: networks are built for the data's image shape, not for MNIST."""
     torch.manual_seed(0)
-    model = models.build(name, 784, latent=7, hidden=[32, 16])
-    x = torch.rand(5, 784)
+    model = models.build(name, shape, latent=7, hidden=[32, 16], arch=arch, channels=[8, 16])
+    pixels = shape[0] * shape[1] * shape[2]
+    x = torch.rand(5, pixels)
     assert model.encode(x).shape == (5, 7)
     out = model.decode(model.encode(x))
-    assert out.shape == (5, 784) and out.min() >= 0 and out.max() <= 1
+    assert out.shape == (5, pixels) and out.min() >= 0 and out.max() <= 1
     assert torch.equal(model.reconstruct(x), out)
-    parts = model.loss(x)
+    parts = model.loss(x, generator=torch.Generator().manual_seed(0))
     assert parts["loss"].requires_grad and parts["loss"].ndim == 0
+    parts["loss"].backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_conv_network_is_convolutional_and_mirrors_itself():
+    model = models.build("ae", (3, 32, 32), latent=10, hidden=[64], arch="conv", channels=[16, 32])
+    convs = [m for m in model.body if isinstance(m, nn.Conv2d)]
+    deconvs = [m for m in model.decoder if isinstance(m, nn.ConvTranspose2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(3, 16), (16, 32)]
+    assert [(c.in_channels, c.out_channels) for c in deconvs] == [(32, 16), (16, 3)]
+    assert layer_sizes(model.head) == [(64, 10)]
+
+
+def test_denoising_corrupts_the_input_and_targets_the_clean_image():
+    torch.manual_seed(0)
+    model = models.build("dae", 784, latent=4, hidden=[16], noise="mask", noise_level=0.5, recon_loss="bce")
+    x = torch.rand(64, 784) * 0.9 + 0.1  # no zero pixels, so every zero below is a dropped one
+    dropped = (model.corrupt(x, torch.Generator().manual_seed(1)) == 0).float().mean().item()
+    assert 0.45 < dropped < 0.55
+    g1, g2 = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
+    recon = model.decode_logits(model.encode(model.corrupt(x, g2)))
+    expected = F.binary_cross_entropy_with_logits(recon, x, reduction="sum") / 64
+    assert model.loss(x, generator=g1)["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    gauss = models.build("dae", 784, latent=4, hidden=[16], noise="gaussian", noise_level=0.2)
+    noise = gauss.corrupt(x, torch.Generator().manual_seed(3)) - x
+    assert abs(noise.std().item() - 0.2) < 0.01
+
+
+def test_sparse_loss_adds_the_l1_of_the_code():
+    torch.manual_seed(0)
+    model = models.build("sae", 784, latent=6, hidden=[16], sparsity=0.5, recon_loss="bce")
+    x = torch.rand(8, 784)
+    parts = model.loss(x)
+    l1 = model.encode(x).abs().sum(1).mean()
+    assert parts["code_l1"].item() == pytest.approx(l1.item(), rel=1e-5)
+    assert parts["loss"].item() == pytest.approx((parts["recon"] + 0.5 * l1).item(), rel=1e-5)
+
+
+def test_arch_mlp_draws_the_weights_of_aebench_0_2():
+    """The network/objective split kept the order of weight draws: the same seed, the same model."""
+    torch.manual_seed(0)
+    model = models.build("ae", 784, latent=20, hidden=[512, 256], activation="gelu")
+    torch.manual_seed(0)
+    old = [nn.Linear(784, 512), nn.Linear(512, 256), nn.Linear(256, 20), nn.Linear(20, 256), nn.Linear(256, 512),
+           nn.Linear(512, 784)]  # aebench 0.2's encoder, then decoder
+    ours = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    for a, b in zip(ours, old, strict=True):
+        assert torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
 
 
 def test_vae_loss_is_bce_plus_beta_kl_per_image():
     torch.manual_seed(0)
-    model = models.VAE(784, [32], latent=4, beta=0.5)
+    model = models.build("vae", 784, latent=4, hidden=[32], beta=0.5)
     x = torch.rand(8, 784)
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     parts = model.loss(x, generator=g1)
@@ -79,6 +131,6 @@ def test_vae_loss_is_bce_plus_beta_kl_per_image():
 
 
 def test_mse_autoencoder_loss_is_per_pixel_mean():
-    model = models.AutoEncoder(784, [16], 3, recon_loss="mse")
+    model = models.build("ae", 784, latent=3, hidden=[16], recon_loss="mse")
     x = torch.rand(4, 784)
     assert model.loss(x)["loss"].item() == pytest.approx(F.mse_loss(model.reconstruct(x), x).item(), rel=1e-6)

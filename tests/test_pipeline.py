@@ -101,7 +101,7 @@ def test_latent_two_plots_the_code_itself(tmp_path, data_root):
 def test_help_lists_groups_and_options(tmp_path):
     proc = run_cli("--help", cwd=tmp_path)
     assert proc.returncode == 0
-    for word in ("model: ae, vae", "data: fashion_mnist, mnist", "experiment: seed_report", "latent: 20", "device: auto"):
+    for word in ("model: ae, dae, sae, vae", "arch: conv, mlp", "data: fashion_mnist, mnist", "experiment: seed_report", "latent: 20", "device: auto"):
         assert word in proc.stdout, word
 
 

@@ -31,7 +31,7 @@ from .errors import first_line
 log = logging.getLogger("aebench.compare")
 
 COLUMNS = [
-    "job", "status", "overrides", "model", "dataset", "latent", "epochs",
+    "job", "status", "overrides", "model", "arch", "dataset", "latent", "epochs",
     "probe_accuracy", "knn_accuracy", "pca_probe_accuracy", "pixel_probe_accuracy",
     "recon_mse", "neg_elbo", "seconds", "error",
 ]
@@ -82,6 +82,7 @@ def load_row(run: Path, base: Path | None = None) -> dict[str, Any]:
         "status": status,
         "overrides": ",".join(overrides),
         "model": cfg.model.name,
+        "arch": cfg.arch.name if "arch" in cfg else "mlp",  # runs of aebench < 0.3 had MLPs only
         "dataset": cfg.data.name,
         "latent": int(cfg.latent),
         "epochs": int(cfg.epochs),
@@ -117,12 +118,12 @@ def _fmt(value: Any, key: str) -> str:
     return str(value)
 
 
-MD_COLUMNS = ["label", "model", "latent", "epochs", "probe_accuracy", "knn_accuracy", "pca_probe_accuracy",
+MD_COLUMNS = ["label", "model", "arch", "latent", "epochs", "probe_accuracy", "knn_accuracy", "pca_probe_accuracy",
               "recon_mse", "neg_elbo", "seconds", "status"]
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
-    head = ["job", "model", "latent", "epochs", "probe acc.", "kNN acc.", "PCA probe", "recon MSE", "neg. ELBO", "seconds", "status"]
+    head = ["job", "model", "arch", "latent", "epochs", "probe acc.", "kNN acc.", "PCA probe", "recon MSE", "neg. ELBO", "seconds", "status"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         cells = [_fmt(row[k], k) for k in MD_COLUMNS]
@@ -133,7 +134,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 
 def _series_label(row: dict[str, Any], varying: list[str]) -> str:
-    return " ".join([row["model"].upper()] + [f"{k}={row[k]}" for k in varying])
+    return " ".join([row["model"].upper(), row["arch"]] + [f"{k}={row[k]}" for k in varying])
 
 
 def write_report(paths: list[Path], out: Path, reconstructions: bool = True) -> list[dict[str, Any]]:
@@ -223,34 +224,35 @@ def _reconstruct_by_job(done: list[dict[str, Any]]) -> tuple[Any, dict[str, Any]
     datasets: dict[tuple, Any] = {}
     originals = None
     rows = {}
-    for r in sorted(done, key=lambda r: (r["latent"], r["model"])):
+    for r in sorted(done, key=lambda r: (r["latent"], r["model"], r["arch"])):
         ckpt_path = Path(r["run_dir"]) / pipeline.CHECKPOINT
         if not ckpt_path.is_file():
             continue
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         cfg = OmegaConf.create(ckpt["config"])
+        spec = data.spec_for(cfg.data.name)
         key = (cfg.data.name, cfg.data.root)
         if key not in datasets:  # only the test split is needed: skip the 60 000 training images
             raw = data.prepare(cfg.data.name, data.resolve_root(cfg.data.root), download=cfg.data.download)
             test_x, test_y = data.load_split(raw, "t10k", torch.device("cpu"))
-            first = [int(torch.nonzero(test_y == c)[0]) for c in range(len(data.spec_for(cfg.data.name).classes))]
+            first = [int(torch.nonzero(test_y == c)[0]) for c in range(len(spec.classes))]
             datasets[key] = test_x[first]
         x = datasets[key]
-        model = pipeline.build_model(cfg, x.shape[1])
+        model = pipeline.build_model(cfg, spec.image_shape)
         model.load_state_dict(ckpt["model"])
         model.eval()
         with torch.no_grad():
-            recon = model.reconstruct(x).reshape(-1, 28, 28).numpy()
+            recon = model.reconstruct(x).reshape(-1, *spec.image_shape[-2:]).numpy()
         if originals is None:
-            originals = x.reshape(-1, 28, 28).numpy()
-        name = f"{r['model'].upper()}, latent {r['latent']}"
+            originals = x.reshape(-1, *spec.image_shape[-2:]).numpy()
+        name = f"{r['model'].upper()} ({r['arch']}), latent {r['latent']}"
         rows[name if name not in rows else f"{name} ({r['label']})"] = recon
     return originals, rows
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A plain-text table for the terminal."""
-    cols = ["label", "model", "latent", "probe_accuracy", "knn_accuracy", "pca_probe_accuracy", "recon_mse", "neg_elbo", "seconds", "status"]
+    cols = ["label", "model", "arch", "latent", "probe_accuracy", "knn_accuracy", "pca_probe_accuracy", "recon_mse", "neg_elbo", "seconds", "status"]
     cells = [[_fmt(r[c], c) for c in cols] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(cols)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]

@@ -18,21 +18,35 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from .errors import ConfigError
 
-MODELS = ("ae", "vae")
+MODELS = ("ae", "vae", "dae", "sae")  # objectives: aebench.models.objectives.OBJECTIVES
+ARCHS = ("mlp", "conv")  # networks: aebench.models.nets.ARCHS
 DATASETS = ("mnist", "fashion_mnist")
 SCHEDULERS = ("none", "step", "cosine")
 PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
+class ArchConfig:
+    """The network: an encoder to a feature vector and a decoder from a code."""
+
+    name: str = MISSING  # mlp | conv
+    hidden: List[int] = field(default_factory=lambda: [512, 256])  # dense widths, input side first
+    decoder_hidden: Optional[List[int]] = None  # mlp: default hidden reversed
+    activation: str = "gelu"  # relu | gelu | elu
+    channels: List[int] = field(default_factory=lambda: [32, 64])  # conv: filters of each stride-2 convolution
+
+
+@dataclass
 class ModelConfig:
-    name: str = MISSING  # ae | vae
-    hidden: List[int] = field(default_factory=lambda: [512, 256])  # encoder widths, input side first
-    decoder_hidden: Optional[List[int]] = None  # default: hidden reversed
-    activation: str = "gelu"  # between hidden layers: relu | gelu | elu
-    code_activation: str = "none"  # none | relu (the reference's ReLU on the code)
-    recon_loss: str = "bce"  # AE only: bce (summed over pixels) | mse (mean per pixel)
-    beta: float = 1.0  # VAE only: weight of the KL term
+    """The objective: what the code is and what is optimised."""
+
+    name: str = MISSING  # ae | vae | dae | sae
+    code_activation: str = "none"  # ae, dae, sae: none | relu (the reference's ReLU on the code)
+    recon_loss: str = "bce"  # ae, dae, sae: bce (summed over pixels) | mse (mean per pixel)
+    beta: float = 1.0  # vae: weight of the KL term
+    noise: str = "mask"  # dae: mask (drop pixels) | gaussian (add noise)
+    noise_level: float = 0.3  # dae: fraction of pixels dropped, or the noise's sigma
+    sparsity: float = 1e-2  # sae: weight of the L1 penalty on the code
 
 
 @dataclass
@@ -69,6 +83,7 @@ class ProbeConfig:
 @dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
+    arch: ArchConfig = field(default_factory=ArchConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
@@ -103,20 +118,26 @@ def _positive(key: str, value: Any, minimum: float = 1, integer: bool = True) ->
 def validate(cfg: DictConfig | Config) -> None:
     """Check ranges and combinations that types alone cannot express."""
     _one_of("model", cfg.model.name, MODELS)
+    _one_of("arch", cfg.arch.name, ARCHS)
     _one_of("data", cfg.data.name, DATASETS)
     _positive("latent", cfg.latent)
     _positive("epochs", cfg.epochs)
-    for i, width in enumerate(cfg.model.hidden):
-        _positive(f"model.hidden[{i}]", width)
-    if cfg.model.name == "vae" and len(cfg.model.hidden) == 0:
-        raise ConfigError("model.hidden=[] is not accepted for model=vae; give at least one hidden width")
-    for i, width in enumerate(cfg.model.decoder_hidden or []):
-        _positive(f"model.decoder_hidden[{i}]", width)
-    _one_of("model.activation", cfg.model.activation, ("relu", "gelu", "elu"))
+    for key in ("hidden", "decoder_hidden", "channels"):
+        for i, width in enumerate(cfg.arch.get(key) or []):
+            _positive(f"arch.{key}[{i}]", width)
+    _one_of("arch.activation", cfg.arch.activation, ("relu", "gelu", "elu"))
     _one_of("model.code_activation", cfg.model.code_activation, ("none", "relu"))
     _one_of("model.recon_loss", cfg.model.recon_loss, ("bce", "mse"))
     if not cfg.model.beta >= 0:
         raise ConfigError(f"model.beta={cfg.model.beta!r} is not accepted; it must be a number >= 0")
+    _one_of("model.noise", cfg.model.noise, ("mask", "gaussian"))
+    if cfg.model.noise == "mask" and not 0 <= cfg.model.noise_level < 1:
+        raise ConfigError(f"model.noise_level={cfg.model.noise_level!r} is not accepted for model.noise=mask; "
+                          "it is the fraction of pixels dropped, in [0, 1)")
+    if not (cfg.model.noise_level >= 0 and math.isfinite(cfg.model.noise_level)):
+        raise ConfigError(f"model.noise_level={cfg.model.noise_level!r} is not accepted; it must be a finite number >= 0")
+    if not (cfg.model.sparsity >= 0 and math.isfinite(cfg.model.sparsity)):
+        raise ConfigError(f"model.sparsity={cfg.model.sparsity!r} is not accepted; it must be a finite number >= 0")
     for key in ("train_subset", "test_subset"):
         value = getattr(cfg.data, key)
         if value is not None:
@@ -163,15 +184,20 @@ def resolve_device(name: str) -> torch.device:
 
 def summary(cfg: DictConfig) -> dict[str, Any]:
     """The few settings that identify a run, for metrics.json and sweep summaries."""
+    model = cfg.model.name
     return {
-        "model": cfg.model.name,
+        "model": model,
+        "arch": cfg.arch.name,
         "latent": cfg.latent,
-        "hidden": list(cfg.model.hidden),
+        "hidden": list(cfg.arch.hidden),
+        "channels": list(cfg.arch.channels) if cfg.arch.name == "conv" else None,
         "dataset": cfg.data.name,
         "epochs": cfg.epochs,
         "batch_size": cfg.train.batch_size,
         "lr": cfg.train.lr,
-        "beta": cfg.model.beta if cfg.model.name == "vae" else None,
+        "beta": cfg.model.beta if model == "vae" else None,
+        "noise": f"{cfg.model.noise} {cfg.model.noise_level:g}" if model == "dae" else None,
+        "sparsity": cfg.model.sparsity if model == "sae" else None,
         "seed": cfg.seed,
         "train_subset": cfg.data.train_subset,
         "test_subset": cfg.data.test_subset,

@@ -52,6 +52,7 @@ class DatasetSpec:
     classes: tuple[str, ...]
     offline_name: str  # what the offline source is, for messages
     offline_hint: str  # how to install it
+    image_shape: tuple[int, int, int] = (1, 28, 28)  # (channels, height, width)
 
 
 SPECS: dict[str, DatasetSpec] = {
@@ -315,11 +316,11 @@ class ImageData:
     name: str
     title: str
     classes: tuple[str, ...]
-    train_x: torch.Tensor  # (N, 784) float32
+    train_x: torch.Tensor  # (N, pixels) float32: flat images, channels x height x width
     train_y: torch.Tensor  # (N,) int64
     test_x: torch.Tensor
     test_y: torch.Tensor
-    image_shape: tuple[int, int] = (28, 28)
+    image_shape: tuple[int, int, int] = (1, 28, 28)  # (channels, height, width): what networks are built for
 
     @property
     def input_dim(self) -> int:
@@ -339,7 +340,7 @@ def load(
     raw = prepare(name, root, download=download)
     train_x, train_y = load_split(raw, "train", device, train_subset)
     test_x, test_y = load_split(raw, "t10k", device, test_subset)
-    return ImageData(spec.name, spec.title, spec.classes, train_x, train_y, test_x, test_y)
+    return ImageData(spec.name, spec.title, spec.classes, train_x, train_y, test_x, test_y, spec.image_shape)
 
 
 def load_split(raw: Path, prefix: str, device: torch.device, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

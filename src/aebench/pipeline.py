@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from . import __version__, atomic, baselines, config, data, models, plots, probe
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .train import Trainer, TrainSettings, flush_denormals
 
 log = logging.getLogger(__name__)
@@ -51,19 +51,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(cfg: DictConfig, input_dim: int) -> torch.nn.Module:
-    m = cfg.model
-    return models.build(
-        m.name,
-        input_dim=input_dim,
-        latent=cfg.latent,
-        hidden=list(m.hidden),
-        decoder_hidden=list(m.decoder_hidden) if m.decoder_hidden is not None else None,
-        code_activation=m.code_activation,
-        recon_loss=m.recon_loss,
-        beta=m.beta,
-        activation=m.activation,
-    )
+def build_model(cfg: DictConfig, image_shape: tuple[int, ...]) -> torch.nn.Module:
+    """The objective ``cfg.model`` on the network ``cfg.arch``, for images of ``image_shape`` (C, H, W)."""
+    a, m = cfg.arch, cfg.model
+    try:
+        return models.build(
+            m.name, image_shape, cfg.latent, list(a.hidden), arch=a.name, activation=a.activation,
+            decoder_hidden=list(a.decoder_hidden) if a.decoder_hidden is not None else None, channels=list(a.channels),
+            code_activation=m.code_activation, recon_loss=m.recon_loss, beta=m.beta, noise=m.noise,
+            noise_level=m.noise_level, sparsity=m.sparsity,
+        )
+    except ValueError as e:  # a network that cannot be built for these images (too many convolutions, say)
+        raise ConfigError(f"arch={a.name} cannot be built for {'x'.join(map(str, image_shape))} images: {e}") from None
 
 
 @torch.no_grad()
@@ -184,7 +183,7 @@ def run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None
     pixel_probe = baselines.pixel_probe(ds, root, p.l2, p.tol, p.max_iter) if p.pixel_baseline else None
     seconds["baselines"] = time.perf_counter() - t
 
-    model = build_model(cfg, ds.input_dim).to(device)
+    model = build_model(cfg, ds.image_shape).to(device)
     epoch_probe = EpochProbe(cfg, ds)
     settings = TrainSettings(epochs=cfg.epochs, seed=cfg.seed, **OmegaConf.to_container(cfg.train))
     trainer = Trainer(
@@ -251,20 +250,28 @@ def peak_memory(device: torch.device) -> dict[str, float | None]:
     return {"peak_host_mib": round(host_kb / 1024, 1), "peak_device_mib": round(dev, 1) if dev is not None else None}
 
 
+def loss_label(cfg: DictConfig) -> str:
+    """What the training objective's numbers are, for the loss figure's axis."""
+    m = cfg.model
+    recon = "BCE (nats per image)" if m.recon_loss == "bce" else "MSE per pixel"
+    return {
+        "vae": "negative ELBO (nats per image)" if m.beta == 1 else f"BCE + {m.beta:g}·KL (nats per image)",
+        "ae": recon,
+        "dae": f"{recon} of the clean image from a corrupted one",
+        "sae": f"{recon} + {m.sparsity:g}·|code|₁",
+    }[m.name]
+
+
 @torch.no_grad()
 def draw_figures(cfg: DictConfig, model: torch.nn.Module, ds: data.ImageData, history: list[dict[str, Any]],
                  test_codes: torch.Tensor, references: dict[str, float | None], fig_dir: Path) -> None:
     model.eval()
-    h, w = ds.image_shape
+    h, w = ds.image_shape[-2:]  # the datasets here are grey-scale: one channel
     rng = torch.Generator().manual_seed(cfg.seed)  # which images are shown; fixed by the seed
-    label = f"{cfg.model.name.upper()}, latent {cfg.latent}, {ds.title}"
+    label = f"{cfg.model.name.upper()} ({cfg.arch.name}), latent {cfg.latent}, {ds.title}"
     as_images = lambda t: t.float().reshape(-1, h, w).cpu().numpy()  # noqa: E731
 
-    loss_label = {
-        "vae": "negative ELBO (nats per image)" if cfg.model.beta == 1 else f"BCE + {cfg.model.beta}·KL (nats per image)",
-        "ae": "BCE (nats per image)" if cfg.model.recon_loss == "bce" else "MSE per pixel",
-    }[cfg.model.name]
-    plots.loss_curves(history, loss_label, fig_dir / "loss.png")
+    plots.loss_curves(history, loss_label(cfg), fig_dir / "loss.png")
 
     pick = torch.randperm(len(ds.test_x), generator=rng)[:64].to(ds.test_x.device)
     x = ds.test_x[pick]

@@ -1,0 +1,189 @@
+"""Objectives (``model=``): what the code is and what is optimised, on whichever network they are given.
+
+Every model takes flat images in [0, 1] of shape (N, pixels) and offers:
+
+- ``encode(x)``: the code a probe reads (the AE's z from the clean image, the VAE's posterior mean mu);
+- ``decode(z)``: images in [0, 1] from codes;
+- ``reconstruct(x)``: ``decode(encode(x))``;
+- ``loss(x, generator=None)``: a dict of named, per-image mean loss parts;
+  ``"loss"`` is the one that is optimised.  A model whose loss reconstructs the clean
+  input also returns ``"recon_mse"`` (per pixel), the error of ``reconstruct(x)``.
+
+Losses, per image (BCE summed over pixels, in nats; MSE a mean per pixel):
+
+- ``ae``:  recon(x, decode(encode(x)))  with recon = BCE or MSE (``recon_loss``)
+- ``dae``: recon(x, decode(encode(corrupt(x))))  -- the clean image is the target;
+  ``gaussian``: x + sigma * eps;  ``mask``: each pixel set to 0 with probability ``noise_level``
+- ``sae``: recon(x, decode(z)) + sparsity * sum_j |z_j|,  z = encode(x)
+- ``vae``: BCE(x, decode(z)) + beta * KL(q(z|x) || N(0, I)),  z ~ q(z|x) (one sample)
+
+Models know nothing of files, devices or training.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .nets import ConvNet, MLPNet
+
+OBJECTIVES = ("ae", "vae", "dae", "sae")
+NOISES = ("gaussian", "mask")
+
+
+class _Autoencoder(nn.Module):
+    """What every model shares: a decoder from codes to pixel logits, and ``reconstruct``."""
+
+    decoder: nn.Module
+    kind: str
+
+    def __init__(self, latent: int):
+        super().__init__()
+        self.latent = latent
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.decoder(z))
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+
+class AutoEncoder(_Autoencoder):
+    """Deterministic autoencoder: the network's features, then a linear code of size ``latent``.
+
+    ``code_activation="relu"`` reproduces the reference report's ReLU on the code,
+    which leaves many code units dead; the default ``"none"`` keeps the code linear.
+    """
+
+    kind = "ae"
+
+    def __init__(self, net: MLPNet | ConvNet, latent: int, code_activation: str = "none", recon_loss: str = "mse"):
+        if code_activation not in ("none", "relu"):
+            raise ValueError(f"code_activation must be 'none' or 'relu', got {code_activation!r}")
+        if recon_loss not in ("mse", "bce"):
+            raise ValueError(f"recon_loss must be 'mse' or 'bce', got {recon_loss!r}")
+        super().__init__(latent)
+        self.recon_loss = recon_loss
+        self.body, features = net.encoder()  # weights drawn body, head, decoder: the order of the reference
+        self.head = nn.Sequential(nn.Linear(features, latent), *([nn.ReLU()] if code_activation == "relu" else []))
+        self.decoder = net.decoder(latent)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+    def recon(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The reconstruction term per image: BCE summed over pixels, or MSE per pixel."""
+        if self.recon_loss == "mse":
+            return F.mse_loss(torch.sigmoid(logits), x)
+        return F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / x.shape[0]
+
+    def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        logits = self.decode_logits(self.encode(x))
+        recon = self.recon(logits, x)
+        with torch.no_grad():
+            mse = recon.detach() if self.recon_loss == "mse" else F.mse_loss(torch.sigmoid(logits), x)
+        return {"loss": recon, "recon_mse": mse}
+
+
+class DenoisingAE(AutoEncoder):
+    """Denoising autoencoder: reconstruct the clean image from a corrupted one; the probe reads the clean image's code."""
+
+    kind = "dae"
+
+    def __init__(self, net: MLPNet | ConvNet, latent: int, noise: str = "mask", noise_level: float = 0.3,
+                 code_activation: str = "none", recon_loss: str = "mse"):
+        if noise not in NOISES:
+            raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
+        super().__init__(net, latent, code_activation, recon_loss)
+        self.noise, self.noise_level = noise, noise_level
+
+    def corrupt(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if self.noise == "gaussian":
+            return x + self.noise_level * torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
+        keep = torch.rand(x.shape, device=x.device, generator=generator) >= self.noise_level
+        return x * keep
+
+    def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        denoised = self.recon(self.decode_logits(self.encode(self.corrupt(x, generator))), x)
+        return {"loss": denoised, "denoising": denoised.detach()}
+
+
+class SparseAE(AutoEncoder):
+    """Sparse autoencoder: the reconstruction plus an L1 penalty on the code."""
+
+    kind = "sae"
+
+    def __init__(self, net: MLPNet | ConvNet, latent: int, sparsity: float = 1e-2, code_activation: str = "none",
+                 recon_loss: str = "mse"):
+        super().__init__(net, latent, code_activation, recon_loss)
+        self.sparsity = sparsity
+
+    def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        z = self.encode(x)
+        logits = self.decode_logits(z)
+        recon = self.recon(logits, x)
+        l1 = z.abs().sum() / x.shape[0]
+        with torch.no_grad():
+            mse = F.mse_loss(torch.sigmoid(logits), x)
+        return {"loss": recon + self.sparsity * l1, "recon": recon.detach(), "code_l1": l1.detach(), "recon_mse": mse}
+
+
+class VAE(_Autoencoder):
+    """Gaussian-latent variational autoencoder with a Bernoulli decoder.
+
+    Loss per image: BCE summed over pixels + beta * KL(q(z|x) || N(0, I)).  With
+    beta = 1 that is the negative ELBO in nats.  The probe reads mu.
+    """
+
+    kind = "vae"
+
+    def __init__(self, net: MLPNet | ConvNet, latent: int, beta: float = 1.0):
+        super().__init__(latent)
+        self.beta = beta
+        self.body, features = net.encoder()
+        self.fc_mu = nn.Linear(features, latent)
+        self.fc_logvar = nn.Linear(features, latent)
+        self.decoder = net.decoder(latent)
+
+    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(x)
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.posterior(x)[0]
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        device = self.fc_mu.weight.device
+        z = torch.randn(n, self.latent, device=device, generator=generator)
+        return self.decode(z)
+
+    def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        mu, logvar = self.posterior(x)
+        eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
+        z = mu + eps * torch.exp(0.5 * logvar)
+        logits = self.decode_logits(z)
+        n = x.shape[0]
+        bce = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / n
+        kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / n
+        return {"loss": bce + self.beta * kl, "neg_elbo": (bce + kl).detach(), "bce": bce.detach(), "kl": kl.detach()}
+
+
+def objective(name: str, net: MLPNet | ConvNet, latent: int, *, code_activation: str = "none", recon_loss: str = "mse",
+              beta: float = 1.0, noise: str = "mask", noise_level: float = 0.3, sparsity: float = 1e-2) -> _Autoencoder:
+    """The model of objective ``name`` on ``net``; settings an objective does not use are ignored."""
+    if name == "ae":
+        return AutoEncoder(net, latent, code_activation, recon_loss)
+    if name == "dae":
+        return DenoisingAE(net, latent, noise, noise_level, code_activation, recon_loss)
+    if name == "sae":
+        return SparseAE(net, latent, sparsity, code_activation, recon_loss)
+    if name == "vae":
+        return VAE(net, latent, beta)
+    raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(OBJECTIVES)}")
