@@ -10,7 +10,8 @@ import torch
 
 from conftest import TINY, only_run_dir, read_metrics, run_cli, run_in_process
 
-AE_FIGURES = ["loss.png", "reconstructions.png", "per_digit.png", "probe_accuracy.png", "latent_space.png"]
+AE_FIGURES = ["loss.png", "reconstructions.png", "per_digit.png", "probe_accuracy.png", "latent_space.png",
+              "label_efficiency.png"]
 
 
 def check_png(path):
@@ -126,3 +127,20 @@ def test_tiny_shapes_still_draw_every_figure(tmp_path, monkeypatch, data_root):
     for name in ("latent_space.png", "samples.png", "interpolation.png", "reconstructions.png", "loss.png"):
         assert (run / "figures" / name).is_file(), name
     assert read_metrics(run)["config"]["latent"] == 1
+
+
+def test_label_budgets_report_mean_and_spread_and_skip_what_does_not_fit(ae_run):
+    run, _ = ae_run
+    m = read_metrics(run)
+    for key in ("label_budget_accuracy", "pca_label_budget_accuracy", "pixel_label_budget_accuracy"):
+        budgets = m[key]
+        assert set(budgets) == {"100", "1000", "10000"}, key
+        assert "2000 examples" in budgets["10000"]["skipped"]  # TINY has 2000 train images: a note, not an error
+        for n in ("100", "1000"):
+            accs = budgets[n]["accuracies"]
+            assert len(accs) == 5 and all(0.1 < a <= 1 for a in accs)
+            assert budgets[n]["mean"] == pytest.approx(sum(accs) / 5)
+            assert budgets[n]["std"] == pytest.approx(float(torch.tensor(accs, dtype=torch.float64).std()))
+        assert budgets["100"]["mean"] < budgets["1000"]["mean"]  # more labels help
+    assert m["label_budget_accuracy"]["1000"]["mean"] <= m["probe_accuracy"] + 0.02
+    assert m["seconds"]["label_budgets"] < m["seconds"]["total"]

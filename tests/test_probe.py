@@ -138,3 +138,25 @@ def test_knn_distances_stay_in_bounded_memory():
     """The chunk of queries is sized so that one distance matrix stays under CHUNK_BYTES."""
     rows = probe._rows_per_chunk(60_000, itemsize=4)
     assert rows * 60_000 * 4 <= probe.CHUNK_BYTES and rows >= 100
+
+
+def test_balanced_draws_are_balanced_and_seeded():
+    labels = torch.arange(10).repeat(50)[torch.randperm(500, generator=torch.Generator().manual_seed(0))]
+    idx = probe.balanced_draw(labels, 103, 10, torch.Generator().manual_seed(4))
+    counts = torch.bincount(labels[idx], minlength=10)
+    assert len(idx) == 103 and len(set(idx.tolist())) == 103
+    assert counts.min() == 10 and counts.max() == 11 and int((counts == 11).sum()) == 3
+    again = probe.balanced_draw(labels, 103, 10, torch.Generator().manual_seed(4))
+    assert torch.equal(idx, again)
+
+
+def test_budget_probes_fit_the_draw_and_skip_budgets_that_do_not_fit(pca_features):
+    train_x, train_y, test_x, test_y = pca_features
+    out = probe.label_budget_probes(train_x, train_y, test_x, test_y, [50, 500, 10**6], draws=3, seed=1,
+                                    num_classes=10, penalty=10.0, tol=1e-5, max_iter=1000)
+    assert "1000000 labels" in out["1000000"]["skipped"]
+    assert 0.4 < out["50"]["mean"] < out["500"]["mean"] < 0.9  # PCA-20: ~0.88 with every label
+    assert len(set(out["50"]["accuracies"])) > 1  # different draws, different probes
+    same = probe.label_budget_probes(train_x, train_y, test_x, test_y, [50], draws=3, seed=1, num_classes=10,
+                                     penalty=10.0, tol=1e-5, max_iter=1000)
+    assert same["50"] == out["50"]  # seeded: the same draws again

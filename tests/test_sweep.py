@@ -192,3 +192,30 @@ def test_compare_stands_below_the_entrypoint():
     """One-way rooms: aebench-compare loads without the Hydra entrypoint (no import circle)."""
     code = "import sys, aebench.compare; sys.exit('aebench.cli' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_a_seed_sweep_is_summarised_per_group_with_mean_and_spread(tmp_path, data_root):
+    """aebench -m model=ae,vae seed=range(3): 2 groups of 3 seeds, mean and std from each job's metrics.json."""
+    import statistics
+
+    proc = run_cli("-m", "model=ae,vae", "latent=5", "seed=range(3)", "probe.every_epoch=false", "figures=false",
+                   "probe.label_budgets=[100]", *ONE_EPOCH, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    sweep = sweep_dir(tmp_path)
+    assert len(summary_rows(sweep)) == 6  # the per-seed rows are still there
+    groups = list(csv.DictReader(open(sweep / "groups.csv")))
+    assert sorted(g["model"] for g in groups) == ["ae", "vae"]
+    for g in groups:
+        assert g["n_seeds"] == "3" and g["seeds"] == "0 1 2"
+        jobs = [p for p in sweep.iterdir() if f"model={g['model']}" in p.name and (p / "metrics.json").is_file()]
+        runs = [read_metrics(j) for j in jobs]
+        for key in ("probe_accuracy", "knn_accuracy", "recon_mse"):
+            values = [m[key] for m in runs]
+            assert float(g[f"{key}_mean"]) == statistics.fmean(values), key
+            assert float(g[f"{key}_std"]) == statistics.stdev(values), key
+        budget = [m["label_budget_accuracy"]["100"]["mean"] for m in runs]
+        assert float(g["probe_accuracy@100_mean"]) == statistics.fmean(budget)
+        assert g["neg_elbo_mean"] == "" if g["model"] == "ae" else float(g["neg_elbo_mean"]) > 0
+    md = (sweep / "summary.md").read_text()
+    assert "## Across seeds" in md and "| 3 (0 1 2) |" in md and " ± " in md
+    assert "across seeds (mean ± std)" in proc.stdout

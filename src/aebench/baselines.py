@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -30,19 +30,19 @@ def cache_path(root: Path, dataset: str) -> Path:
     return Path(root) / data.spec_for(dataset).folder / CACHE_FILE
 
 
-def _read(path: Path) -> dict[str, float]:
+def _read(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text()) if path.is_file() else {}
     except (ValueError, OSError):
         return {}  # a damaged cache is recomputed, never trusted
 
 
-def cached(path: Path, key: str, compute: Callable[[], float], what: str) -> float:
+def cached(path: Path, key: str, compute: Callable[[], Any], what: str) -> Any:
     """``compute()`` once per ``key`` in the cache file ``path``; later calls read it."""
     key = f"{key}-{FORMAT}"
     value = _read(path).get(key)
     if value is not None:
-        return float(value)
+        return value
     with contextlib.ExitStack() as held:
         try:
             held.enter_context(atomic.file_lock(path.with_name(f".{path.name}.lock")))
@@ -51,7 +51,7 @@ def cached(path: Path, key: str, compute: Callable[[], float], what: str) -> flo
             return compute()
         value = _read(path).get(key)  # another process may have computed it while we waited
         if value is not None:
-            return float(value)
+            return value
         log.info("%s (computed once per dataset, then cached in %s)", what, path)
         value = compute()
         try:
@@ -88,3 +88,22 @@ def pca_probe(ds: data.ImageData, root: Path, dim: int, l2: float, tol: float, m
         return probe.linear_probe(train, ds.train_y, test, ds.test_y, len(ds.classes), l2, tol, max_iter).accuracy
 
     return cached(cache_path(root, ds.name), f"pca{dim}-{_setting(ds, l2, tol)}", compute, f"probe on a PCA of the pixels to {dim}")
+
+
+def budget_probes(ds: data.ImageData, root: Path, kind: str, dim: int | None, budgets: list[int], draws: int, seed: int,
+                  penalty: float, tol: float, max_iter: int) -> dict[str, dict]:
+    """:func:`aebench.probe.label_budget_probes` on raw pixels (``kind="pixels"``) or a PCA to ``dim`` (``"pca"``).
+
+    Cached like the other baselines; the draws depend on the seed, so the key holds it.
+    """
+    key = f"{kind}{dim if kind == 'pca' else ''}-budgets{'_'.join(map(str, budgets))}x{draws}-seed{seed}-{_setting(ds, penalty, tol)}"
+
+    def compute() -> dict[str, dict]:
+        if kind == "pca":
+            train, test = pca_features(ds, min(dim or 1, ds.input_dim))
+        else:
+            train, test = ds.train_x, ds.test_x
+        return probe.label_budget_probes(train, ds.train_y, test, ds.test_y, budgets, draws, seed, len(ds.classes),
+                                         penalty, tol, max_iter)
+
+    return cached(cache_path(root, ds.name), key, compute, f"{kind} probes on {', '.join(map(str, budgets))} labels")

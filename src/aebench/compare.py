@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import os
+import statistics
 import sys
 from pathlib import Path
 from typing import Any, Iterable
@@ -31,12 +32,16 @@ from .errors import first_line
 log = logging.getLogger("aebench.compare")
 
 COLUMNS = [
-    "job", "status", "overrides", "model", "arch", "dataset", "latent", "epochs",
+    "job", "status", "overrides", "model", "arch", "dataset", "latent", "epochs", "seed",
     "probe_accuracy", "knn_accuracy", "pca_probe_accuracy", "pixel_probe_accuracy",
     "recon_mse", "neg_elbo", "seconds", "error",
 ]
+METRICS = ["probe_accuracy", "knn_accuracy", "pca_probe_accuracy", "pixel_probe_accuracy", "recon_mse", "neg_elbo",
+           "seconds"]
 # Overrides that do not change a run's results (mirrors override_dirname.exclude_keys in conf/config.yaml).
 NOT_IDENTIFYING = {"hydra/launcher", "hparams_search", "progress", "threads", "data.root", "figures"}
+# Settings that do not change a run's results, beyond the seed: jobs that differ only in these form one group.
+RESULT_NEUTRAL = {"seed", "threads", "device", "progress", "figures", "resume", "data.root", "data.download", "logger"}
 FIGURES = {
     "probe": "probe_accuracy_vs_latent.png",
     "recon": "recon_mse_vs_latent.png",
@@ -89,10 +94,62 @@ def load_row(run: Path, base: Path | None = None) -> dict[str, Any]:
         "error": metrics.get("error", "no metrics.json: killed or still running" if status == "incomplete" else ""),
         "run_dir": str(run),
     }
-    for key in ("probe_accuracy", "knn_accuracy", "pca_probe_accuracy", "pixel_probe_accuracy", "recon_mse", "neg_elbo"):
+    for key in METRICS[:-1]:
         row[key] = metrics.get(key)
     row["seconds"] = metrics.get("seconds", {}).get("total")
+    row["seed"] = int(cfg.seed)
+    for n, result in (metrics.get("label_budget_accuracy") or {}).items():
+        row[f"probe_accuracy@{n}"] = result.get("mean")
+    row["group_key"] = group_key(OmegaConf.to_container(cfg, resolve=False))
     return row
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def group_key(config: dict[str, Any]) -> str:
+    """What a run's results depend on: its config without the seed and the result-neutral settings."""
+    flat = _flatten(config)
+    kept = {k: v for k, v in flat.items() if k not in RESULT_NEUTRAL and k.split(".", 1)[0] not in RESULT_NEUTRAL}
+    return json.dumps(kept, sort_keys=True, default=str)
+
+
+def budget_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """``probe_accuracy@N`` for every label budget any row has, smallest first."""
+    found = {k for r in rows for k in r if k.startswith("probe_accuracy@")}
+    return sorted(found, key=lambda k: int(k.split("@")[1]))
+
+
+def group_by_seed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per group of completed jobs that differ only in their seed: mean, std and count of each metric."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["status"] == "completed":
+            groups.setdefault(r["group_key"], []).append(r)
+    metrics = METRICS + budget_columns(rows)
+    out = []
+    for members in groups.values():
+        first = members[0]
+        seeds = [m["seed"] for m in members]
+        varying = [o for o in first["overrides"].split(",") if o and not o.startswith("seed=")
+                   and o in first.get("varying", [])]
+        g = {"group": " ".join(varying) or f"{first['model']} {first['arch']} latent={first['latent']}",
+             "model": first["model"], "arch": first["arch"], "dataset": first["dataset"], "latent": first["latent"],
+             "epochs": first["epochs"], "n_seeds": len(members), "seeds": " ".join(map(str, sorted(seeds))),
+             "jobs": " ".join(Path(m["job"]).name.split("_", 1)[0] for m in members)}
+        for key in metrics:
+            values = [m[key] for m in members if m.get(key) is not None]
+            g[f"{key}_mean"] = statistics.fmean(values) if values else None
+            g[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else None
+        out.append(g)
+    return out
 
 
 def label_jobs(rows: list[dict[str, Any]]) -> None:
@@ -101,6 +158,7 @@ def label_jobs(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         num = Path(r["job"]).name.split("_", 1)[0]
         varying = [o for o in r["overrides"].split(",") if o and o not in common]
+        r["varying"] = varying
         prefix = str(Path(r["job"]).parent / num) if str(Path(r["job"]).parent) != "." else num
         label = f"{prefix}: {' '.join(varying)}" if varying else (prefix if num.isdigit() else r["job"])
         r["label"] = label if len(label) <= 80 else label[:79] + "…"
@@ -109,7 +167,7 @@ def label_jobs(rows: list[dict[str, Any]]) -> None:
 def _fmt(value: Any, key: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    if key.endswith("accuracy"):
+    if "accuracy" in key:
         return f"{100 * value:.2f}%"
     if key == "recon_mse":
         return f"{value:.5f}"
@@ -118,17 +176,38 @@ def _fmt(value: Any, key: str) -> str:
     return str(value)
 
 
-MD_COLUMNS = ["label", "model", "arch", "latent", "epochs", "probe_accuracy", "knn_accuracy", "pca_probe_accuracy",
-              "recon_mse", "neg_elbo", "seconds", "status"]
+def _mean_std(group: dict[str, Any], key: str) -> str:
+    mean, std = group.get(f"{key}_mean"), group.get(f"{key}_std")
+    if mean is None:
+        return "–"
+    text = _fmt(mean, key)
+    if std is not None:
+        text += " ± " + (f"{100 * std:.2f}" if "accuracy" in key else _fmt(std, key))
+    return text
 
 
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    head = ["job", "model", "arch", "latent", "epochs", "probe acc.", "kNN acc.", "PCA probe", "recon MSE", "neg. ELBO", "seconds", "status"]
+def markdown_table(rows: list[dict[str, Any]], budgets: list[str]) -> str:
+    head = ["job", "model", "arch", "latent", "epochs", "seed", "probe acc.", *(f"probe @{b.split('@')[1]}" for b in budgets),
+            "kNN acc.", "PCA probe", "recon MSE", "neg. ELBO", "seconds", "status"]
+    keys = ["label", "model", "arch", "latent", "epochs", "seed", "probe_accuracy", *budgets, "knn_accuracy",
+            "pca_probe_accuracy", "recon_mse", "neg_elbo", "seconds", "status"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        cells = [_fmt(row[k], k) for k in MD_COLUMNS]
+        cells = [_fmt(row.get(k), k) for k in keys]
         if row["status"] != "completed" and row.get("error"):
             cells[-1] = f"{row['status']}: {row['error']}"
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def group_table(groups: list[dict[str, Any]], budgets: list[str]) -> str:
+    head = ["group", "model", "arch", "latent", "seeds", "probe acc.", *(f"probe @{b.split('@')[1]}" for b in budgets),
+            "kNN acc.", "PCA probe", "recon MSE", "neg. ELBO", "seconds"]
+    keys = ["probe_accuracy", *budgets, "knn_accuracy", "pca_probe_accuracy", "recon_mse", "neg_elbo", "seconds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for g in groups:
+        cells = [g["group"], g["model"], g["arch"], str(g["latent"]), f"{g['n_seeds']} ({g['seeds']})",
+                 *(_mean_std(g, k) for k in keys)]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -137,8 +216,11 @@ def _series_label(row: dict[str, Any], varying: list[str]) -> str:
     return " ".join([row["model"].upper(), row["arch"]] + [f"{k}={row[k]}" for k in varying])
 
 
+GROUP_COLUMNS = ["group", "model", "arch", "dataset", "latent", "epochs", "n_seeds", "seeds", "jobs"]
+
+
 def write_report(paths: list[Path], out: Path, reconstructions: bool = True) -> list[dict[str, Any]]:
-    """Write summary.csv, summary.md and the comparison figures into ``out``; return the rows."""
+    """Write summary.csv, summary.md (and groups.csv where jobs repeat over seeds) and the figures into ``out``."""
     from . import plots
 
     runs = find_runs(paths)
@@ -146,46 +228,67 @@ def write_report(paths: list[Path], out: Path, reconstructions: bool = True) -> 
     base = Path(paths[0]) if len(paths) == 1 else Path(os.path.commonpath([str(Path(p).resolve()) for p in paths]))
     rows = [load_row(r.resolve() if len(paths) > 1 else r, base) for r in runs]
     label_jobs(rows)
+    budgets = budget_columns(rows)
     out.mkdir(parents=True, exist_ok=True)
-    atomic.write_csv(out / "summary.csv", rows, COLUMNS)
+    atomic.write_csv(out / "summary.csv", rows, COLUMNS[:-1] + budgets + ["error"])
+    groups = group_by_seed(rows)
+    several_seeds = any(g["n_seeds"] > 1 for g in groups)
+    if several_seeds:
+        stats = [f"{k}_{s}" for k in METRICS + budgets for s in ("mean", "std")]
+        atomic.write_csv(out / "groups.csv", groups, GROUP_COLUMNS + stats)
     done = [r for r in rows if r["status"] == "completed"]
     failed = [r for r in rows if r["status"] != "completed"]
     text = [f"# aebench comparison\n\n{len(rows)} job(s): {len(done)} completed, {len(failed)} not completed.\n"]
-    text.append("\n" + markdown_table(rows))
+    if several_seeds:
+        text.append(f"\n## Across seeds\n\n{len(groups)} group(s) of jobs that differ only in their seed "
+                    "(and in settings that do not change results): mean ± standard deviation over the seeds "
+                    "(accuracy spreads in points), per group; every job below. Also in groups.csv.\n\n")
+        text.append(group_table(groups, budgets))
+        text.append("\n## Every job\n")
+    text.append("\n" + markdown_table(rows, budgets))
     if done:
-        best = max(done, key=lambda r: r["probe_accuracy"])
-        text.append(f"\nBest linear probe: **{best['label']}** ({best['model']}, latent {best['latent']}) at "
-                    f"{_fmt(best['probe_accuracy'], 'probe_accuracy')}.\n")
-    text.append("\nColumns: probe acc. = linear probe on the frozen codes (test accuracy); kNN acc. = k-nearest "
+        if several_seeds:
+            best_group = max(groups, key=lambda g: g["probe_accuracy_mean"])
+            text.append(f"\nBest linear probe: **{best_group['group']}** ({best_group['model']}, {best_group['arch']}, latent "
+                        f"{best_group['latent']}) at {_mean_std(best_group, 'probe_accuracy')} over "
+                        f"{best_group['n_seeds']} seed(s).\n")
+        else:
+            best = max(done, key=lambda r: r["probe_accuracy"])
+            text.append(f"\nBest linear probe: **{best['label']}** ({best['model']}, {best['arch']}, latent "
+                        f"{best['latent']}) at {_fmt(best['probe_accuracy'], 'probe_accuracy')}.\n")
+    text.append("\nColumns: probe acc. = linear probe on the frozen codes (test accuracy); probe @N = the same probe "
+                "fitted on N labelled train codes (mean over class-balanced draws); kNN acc. = k-nearest "
                 "neighbours on the same codes; PCA probe = the same probe on a PCA of the pixels to the same size; "
                 "recon MSE = test mean squared error per pixel; neg. ELBO = test BCE summed over pixels + KL, nats "
                 "per image (VAE only); seconds = wall time of the whole run.\n")
-    figures = _figures(done, out, reconstructions, plots)
+    figures = _figures(done, groups, out, reconstructions, plots)
     if figures:
         text.append("\n" + "\n".join(f"![{name}]({name})" for name in figures) + "\n")
     atomic.write_text(out / "summary.md", "".join(text))
     return rows
 
 
-def _figures(done: list[dict[str, Any]], out: Path, reconstructions: bool, plots: Any) -> list[str]:
+def _figures(done: list[dict[str, Any]], groups: list[dict[str, Any]], out: Path, reconstructions: bool,
+             plots: Any) -> list[str]:
+    """Comparison figures; a point is a group's mean over its seeds, with the spread as an error bar."""
     written: list[str] = []
     if not done:
         return written
     varying = [k for k in ("dataset", "epochs") if len({r[k] for r in done}) > 1]
-    probe_series: dict[str, dict[int, float]] = {}
-    recon_series: dict[str, dict[int, float]] = {}
+    probe_series: dict[str, dict[int, tuple]] = {}
+    recon_series: dict[str, dict[int, tuple]] = {}
     refs: dict[str, dict[int, float]] = {}
     several_datasets = len({r["dataset"] for r in done}) > 1
-    for r in done:
-        label = _series_label(r, varying)
-        probe_series.setdefault(label, {})[r["latent"]] = r["probe_accuracy"]
-        recon_series.setdefault(label, {})[r["latent"]] = r["recon_mse"]
+    for g in groups:
+        label = _series_label(g, varying)
+        probe_series.setdefault(label, {})[g["latent"]] = (g["probe_accuracy_mean"], g["probe_accuracy_std"])
+        recon_series.setdefault(label, {})[g["latent"]] = (g["recon_mse_mean"], g["recon_mse_std"])
         # the baselines depend on the data (and the size), never on the model or its training
-        suffix = f", {r['dataset']}" if several_datasets else ""
-        if r.get("pca_probe_accuracy") is not None:
-            refs.setdefault(f"PCA probe (same size){suffix}", {})[r["latent"]] = r["pca_probe_accuracy"]
-        if r.get("pixel_probe_accuracy") is not None:
-            refs.setdefault(f"raw-pixel probe{suffix}", {}).setdefault(0, r["pixel_probe_accuracy"])
+        suffix = f", {g['dataset']}" if several_datasets else ""
+        if g.get("pca_probe_accuracy_mean") is not None:
+            refs.setdefault(f"PCA probe (same size){suffix}", {})[g["latent"]] = g["pca_probe_accuracy_mean"]
+        if g.get("pixel_probe_accuracy_mean") is not None:
+            refs.setdefault(f"raw-pixel probe{suffix}", {}).setdefault(0, g["pixel_probe_accuracy_mean"])
     plots.metric_vs_latent(probe_series, refs, "linear-probe test accuracy (%)",
                            "Linear probe on frozen codes vs latent size", out / FIGURES["probe"], percent=True)
     plots.metric_vs_latent(recon_series, {}, "test MSE per pixel", "Reconstruction error vs latent size",
@@ -251,9 +354,20 @@ def _reconstruct_by_job(done: list[dict[str, Any]]) -> tuple[Any, dict[str, Any]
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """A plain-text table for the terminal."""
-    cols = ["label", "model", "arch", "latent", "probe_accuracy", "knn_accuracy", "pca_probe_accuracy", "recon_mse", "neg_elbo", "seconds", "status"]
-    cells = [[_fmt(r[c], c) for c in cols] for r in rows]
+    """A plain-text table for the terminal: every job, then the seed groups where jobs repeat over seeds."""
+    budgets = budget_columns(rows)
+    cols = ["label", "model", "arch", "latent", "probe_accuracy", *budgets, "knn_accuracy", "pca_probe_accuracy",
+            "recon_mse", "neg_elbo", "seconds", "status"]
+    text = _text_table(cols, [[_fmt(r.get(c), c) for c in cols] for r in rows])
+    groups = group_by_seed(rows)
+    if any(g["n_seeds"] > 1 for g in groups):
+        gcols = ["group", "n_seeds", "probe_accuracy", *budgets, "knn_accuracy", "recon_mse", "neg_elbo"]
+        cells = [[g["group"], str(g["n_seeds"]), *(_mean_std(g, c) for c in gcols[2:])] for g in groups]
+        text += "\n\nacross seeds (mean ± std):\n" + _text_table(gcols, cells)
+    return text
+
+
+def _text_table(cols: list[str], cells: list[list[str]]) -> str:
     widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(cols)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]

@@ -78,6 +78,9 @@ class ProbeConfig:
     knn_k: int = 5
     every_epoch: bool = True  # the accuracy curve: probe after every pretraining epoch
     pixel_baseline: bool = True  # probe on raw pixels (cached per dataset under the data root)
+    label_budgets: List[int] = field(default_factory=lambda: [100, 1000, 10000])  # probes on few labels ([]: none)
+    budget_draws: int = 5  # class-balanced draws per budget
+    budget_penalty: float = 10.0  # budget probes: summed cross-entropy + budget_penalty/2 |W|^2
 
 
 @dataclass
@@ -158,6 +161,11 @@ def validate(cfg: DictConfig | Config) -> None:
         raise ConfigError(f"probe.tol={cfg.probe.tol!r} is not accepted; it must be > 0")
     _positive("probe.max_iter", cfg.probe.max_iter)
     _positive("probe.knn_k", cfg.probe.knn_k)
+    for i, n in enumerate(cfg.probe.label_budgets):
+        _positive(f"probe.label_budgets[{i}]", n)
+    _positive("probe.budget_draws", cfg.probe.budget_draws)
+    if not (cfg.probe.budget_penalty > 0 and math.isfinite(cfg.probe.budget_penalty)):
+        raise ConfigError(f"probe.budget_penalty={cfg.probe.budget_penalty!r} is not accepted; it must be a finite number > 0")
     if cfg.threads is not None:
         _positive("threads", cfg.threads)
     resolve_device(cfg.device)

@@ -181,6 +181,10 @@ def run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None
     p = cfg.probe
     pca_probe = baselines.pca_probe(ds, root, cfg.latent, p.l2, p.tol, p.max_iter)
     pixel_probe = baselines.pixel_probe(ds, root, p.l2, p.tol, p.max_iter) if p.pixel_baseline else None
+    budgets = list(p.label_budgets)
+    budget_args = (budgets, p.budget_draws, cfg.seed, p.budget_penalty, p.tol, p.max_iter)
+    pca_budgets = baselines.budget_probes(ds, root, "pca", cfg.latent, *budget_args) if budgets else None
+    pixel_budgets = baselines.budget_probes(ds, root, "pixels", None, *budget_args) if budgets and p.pixel_baseline else None
     seconds["baselines"] = time.perf_counter() - t
 
     model = build_model(cfg, ds.image_shape).to(device)
@@ -212,11 +216,25 @@ def run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None
     t = time.perf_counter()
     knn = probe.knn_accuracy(train_codes, ds.train_y, test_codes, ds.test_y, p.knn_k, len(ds.classes))
     seconds["probe"] = epoch_probe.seconds + time.perf_counter() - t
+    code_budgets = None
+    if budgets:
+        t = time.perf_counter()
+        code_budgets = probe.label_budget_probes(train_codes, ds.train_y, test_codes, ds.test_y, budget_args[0],
+                                                 budget_args[1], cfg.seed, len(ds.classes), *budget_args[3:])
+        seconds["label_budgets"] = time.perf_counter() - t
+        for n, result in code_budgets.items():
+            if "skipped" in result:
+                log.info("label budget skipped: %s", result["skipped"])
 
     if cfg.figures:
         t = time.perf_counter()
         draw_figures(cfg, model, ds, history, test_codes, {"PCA probe (same size)": pca_probe,
                                                            "raw-pixel probe": pixel_probe}, fig_dir)
+        if code_budgets:
+            full = {"codes": probe_accuracy, "PCA (same size)": pca_probe, "raw pixels": pixel_probe}
+            plots.label_efficiency({"codes": code_budgets, "PCA (same size)": pca_budgets, "raw pixels": pixel_budgets},
+                                   full, len(ds.train_x), f"Linear probe with few labels ({figure_label(cfg, ds)})",
+                                   fig_dir / "label_efficiency.png")
         seconds["figures"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t_start
 
@@ -228,6 +246,9 @@ def run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None
         "knn_accuracy": knn,
         "pca_probe_accuracy": pca_probe,
         "pixel_probe_accuracy": pixel_probe,
+        "label_budget_accuracy": code_budgets,
+        "pca_label_budget_accuracy": pca_budgets,
+        "pixel_label_budget_accuracy": pixel_budgets,
         "test_loss": final["test_loss"],
         "dead_code_units": probe.dead_units(test_codes),
         "epochs_trained": final["epoch"],
@@ -250,6 +271,10 @@ def peak_memory(device: torch.device) -> dict[str, float | None]:
     return {"peak_host_mib": round(host_kb / 1024, 1), "peak_device_mib": round(dev, 1) if dev is not None else None}
 
 
+def figure_label(cfg: DictConfig, ds: data.ImageData) -> str:
+    return f"{cfg.model.name.upper()} ({cfg.arch.name}), latent {cfg.latent}, {ds.title}"
+
+
 def loss_label(cfg: DictConfig) -> str:
     """What the training objective's numbers are, for the loss figure's axis."""
     m = cfg.model
@@ -268,7 +293,7 @@ def draw_figures(cfg: DictConfig, model: torch.nn.Module, ds: data.ImageData, hi
     model.eval()
     h, w = ds.image_shape[-2:]  # the datasets here are grey-scale: one channel
     rng = torch.Generator().manual_seed(cfg.seed)  # which images are shown; fixed by the seed
-    label = f"{cfg.model.name.upper()} ({cfg.arch.name}), latent {cfg.latent}, {ds.title}"
+    label = figure_label(cfg, ds)
     as_images = lambda t: t.float().reshape(-1, h, w).cpu().numpy()  # noqa: E731
 
     plots.loss_curves(history, loss_label(cfg), fig_dir / "loss.png")

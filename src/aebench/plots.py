@@ -118,6 +118,31 @@ def probe_curve(
     _save(fig, path)
 
 
+def label_efficiency(series: dict[str, dict[str, dict] | None], full: dict[str, float | None], full_n: int,
+                     title: str, path: Path) -> None:
+    """Probe accuracy against the number of labels (log scale): mean and spread of the draws per budget,
+    each line ending at the probe on every train label (``full``, at ``full_n``)."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for i, (name, budgets) in enumerate(series.items()):
+        if not budgets:
+            continue
+        points = sorted((int(n), r["mean"], r["std"]) for n, r in budgets.items() if "mean" in r)
+        if full.get(name) is not None:
+            points.append((full_n, full[name], 0.0))
+        if not points:
+            continue
+        xs, means, stds = zip(*points)
+        ax.errorbar(xs, [100 * m for m in means], yerr=[100 * s for s in stds], fmt="o-" if i == 0 else "s--",
+                    capsize=3, color=f"C{i}", label=name, zorder=3 - i)
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled train examples (class-balanced draws; the last point: every label)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right", fontsize=8)
+    _save(fig, path)
+
+
 def latent_scatter(points: np.ndarray, labels: np.ndarray, class_names: Sequence[str], title: str, axis: str, path: Path) -> None:
     """2-D codes of test images, one colour per class; ``axis`` is a label with ``{}`` for 1 and 2."""
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
@@ -145,14 +170,21 @@ def image_sheet(images: np.ndarray, cols: int, title: str, path: Path, xlabel: s
 # ---------------------------------------------------------------- sweep comparisons
 
 
-def metric_vs_latent(series: dict[str, dict[int, float]], references: dict[str, dict[int, float]],
+def metric_vs_latent(series: dict[str, dict[int, tuple[float, float | None]]], references: dict[str, dict[int, float]],
                      ylabel: str, title: str, path: Path, percent: bool = False) -> None:
-    """One line per model (``series[model][latent] = value``), reference lines dashed."""
+    """One line per (objective, network) (``series[name][latent] = (mean, std or None)``), reference lines dashed.
+
+    A standard deviation (over seeds) is drawn as an error bar."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     scale = 100 if percent else 1
     for name, points in series.items():
         xs = sorted(points)
-        ax.plot(xs, [scale * points[x] for x in xs], "o-", label=name)
+        means = [scale * points[x][0] for x in xs]
+        stds = [scale * (points[x][1] or 0.0) for x in xs]
+        if any(stds):
+            ax.errorbar(xs, means, yerr=stds, fmt="o-", capsize=3, label=name)
+        else:
+            ax.plot(xs, means, "o-", label=name)
     for i, (name, points) in enumerate(references.items()):
         xs = sorted(points)
         if len(xs) == 1 or len({points[x] for x in xs}) == 1:

@@ -135,6 +135,13 @@ def linear_probe(
     check_finite(train_x, "train features")
     check_finite(test_x, "test features")
     train, test = standardise(train_x, test_x)
+    return fit_standardised(train, train_y, test, test_y, num_classes, l2, tol, max_iter, init)
+
+
+def fit_standardised(train: torch.Tensor, train_y: torch.Tensor, test: torch.Tensor, test_y: torch.Tensor,
+                     num_classes: int, l2: float, tol: float, max_iter: int,
+                     init: tuple[torch.Tensor, torch.Tensor] | None = None) -> ProbeResult:
+    """:func:`linear_probe` on features already standardised (float32)."""
     d, device = train.shape[1], train.device
     if init is not None and tuple(init[0].shape) == (d, num_classes):
         weight, bias = (t.detach().to(device, torch.float32).clone() for t in init)
@@ -162,6 +169,52 @@ def linear_probe(
         weight=weight.float(),
         bias=bias.float(),
     )
+
+
+def balanced_draw(labels: torch.Tensor, n: int, num_classes: int, generator: torch.Generator) -> torch.Tensor:
+    """Indices of ``n`` labelled examples, ``n // classes`` of each class (the remainder to random classes)."""
+    labels = labels.cpu()
+    per_class = torch.full((num_classes,), n // num_classes)
+    per_class[torch.randperm(num_classes, generator=generator)[: n % num_classes]] += 1
+    picks = []
+    for c in range(num_classes):
+        members = torch.nonzero(labels == c).flatten()
+        picks.append(members[torch.randperm(len(members), generator=generator)[: int(per_class[c])]])
+    return torch.cat(picks).sort().values
+
+
+def label_budget_probes(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+                        budgets: list[int], draws: int, seed: int, num_classes: int, penalty: float, tol: float,
+                        max_iter: int) -> dict[str, dict]:
+    """The linear probe fitted on few labels: for each budget n, ``draws`` class-balanced draws of n train examples.
+
+    Standardisation uses every train example (unsupervised, as the autoencoder itself);
+    only the classifier sees just the draw.  Objective: the cross-entropy summed over the
+    n examples + ``penalty``/2 |W|^2 (the mean form with l2 = penalty / n: a prior on W
+    that does not change with n).  Draws come from a generator seeded with (seed, n), so
+    every feature set of a run (codes, PCA, pixels) is fitted on the same examples; each
+    draw starts from the previous draw's solution.  Returns ``{n: {"mean", "std",
+    "accuracies"}}``; a budget larger than the train set (or smaller than the classes)
+    is skipped with ``{"skipped": why}``.
+    """
+    check_finite(train_x, "train features")
+    check_finite(test_x, "test features")
+    train, test = standardise(train_x, test_x)
+    out: dict[str, dict] = {}
+    for n in budgets:
+        if not num_classes <= n <= len(train):
+            out[str(n)] = {"skipped": f"{n} labels: the train set has {len(train)} examples and {num_classes} classes"}
+            continue
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + n)
+        accuracies, init = [], None
+        for _ in range(draws):
+            idx = balanced_draw(train_y, n, num_classes, generator).to(train.device)
+            result = fit_standardised(train[idx], train_y[idx], test, test_y, num_classes, penalty / n, tol, max_iter, init)
+            accuracies.append(result.accuracy)
+            init = (result.weight, result.bias)
+        acc = torch.tensor(accuracies, dtype=torch.float64)
+        out[str(n)] = {"mean": acc.mean().item(), "std": acc.std().item() if draws > 1 else 0.0, "accuracies": accuracies}
+    return out
 
 
 def knn_accuracy(
