@@ -14,7 +14,10 @@ whole process, as the ``aebench`` command does, so the reference gets that fix
 too (the flag is inherited by torch's worker threads and cannot differ between
 the two pipelines in one process); ``--no-ftz`` runs both without it, as the
 reference runs for its users.  Then, unless --no-e2e, the whole ``aebench``
-command is timed at the same setting, and at its default setting.
+commands are timed, one process at a time and interleaved: the reference pipeline end to end
+(``benchmarks/reference_e2e.py``: its training, then one linear probe on its codes) against
+``aebench experiment=seed_report`` (with its accuracy curve, k-NN, baselines and figures), and,
+with --e2e-default, aebench at its default setting.
 
     python benchmarks/throughput.py                  # CPU, 2 epochs each
     python benchmarks/throughput.py --device cuda    # the same on a GPU
@@ -84,6 +87,48 @@ def reference_epoch(model, loader, optimizer, device) -> float:
     return running / len(loader)
 
 
+def run_command(cmd: list[str], cwd: str) -> tuple[float, subprocess.CompletedProcess]:
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    return time.perf_counter() - t, proc
+
+
+def end_to_end(args: argparse.Namespace, results: dict) -> None:
+    """Whole commands, wall clock including start-up, one process at a time: the reference pipeline end to
+    end (benchmarks/reference_e2e.py) and ``aebench experiment=seed_report`` interleaved, then aebench's default."""
+    print("\nwhole command, wall clock including start-up (one process at a time, interleaved):")
+    common = [f"device={args.device}", "progress=false", f"train.precision={args.precision}"]
+    ours_cmd = [sys.executable, "-m", "aebench", "experiment=seed_report", f"epochs={args.epochs}", *common]
+    ref_cmd = [sys.executable, str(Path(__file__).with_name("reference_e2e.py")), f"--epochs={args.epochs}"]
+    pairs = []
+    for _ in range(args.e2e_repeats):
+        with tempfile.TemporaryDirectory() as cwd:
+            ref_wall, ref_proc = run_command(ref_cmd, cwd)
+            our_wall, our_proc = run_command(ours_cmd, cwd)
+            if ref_proc.returncode or our_proc.returncode:
+                bad = ref_proc if ref_proc.returncode else our_proc
+                print(f"  failed: {(bad.stderr.strip().splitlines() or ['?'])[-1]}")
+                return
+            ref_acc = json.loads(ref_proc.stdout.strip().splitlines()[-1])["probe_accuracy"]
+            our_acc = json.loads(next(Path(cwd).glob("outputs/*/*/metrics.json")).read_text())["probe_accuracy"]
+        pairs.append((ref_wall, our_wall))
+        print(f"  reference pipeline ({args.epochs} epochs + one probe) {ref_wall:6.1f} s (probe {ref_acc:.4f}) | "
+              f"aebench experiment=seed_report epochs={args.epochs} {our_wall:6.1f} s (probe {our_acc:.4f}, "
+              f"with the accuracy curve, k-NN, baselines, figures) | {ref_wall / our_wall:.2f}x", flush=True)
+    results["e2e_reference_wall_s"] = [p[0] for p in pairs]
+    results["e2e_seed_report_wall_s"] = [p[1] for p in pairs]
+    results["e2e_speedup"] = [p[0] / p[1] for p in pairs]
+    if args.e2e_default:
+        with tempfile.TemporaryDirectory() as cwd:
+            wall, proc = run_command([sys.executable, "-m", "aebench", *common], cwd)
+            if proc.returncode == 0:
+                metrics = json.loads(next(Path(cwd).glob("outputs/*/*/metrics.json")).read_text())
+                stages = ", ".join(f"{k} {v:.1f}" for k, v in metrics["seconds"].items())
+                results["e2e_default_wall_s"] = wall
+                results["e2e_default_probe_accuracy"] = metrics["probe_accuracy"]
+                print(f"  aebench (default setting) {wall:6.1f} s   probe_accuracy {metrics['probe_accuracy']:.4f}   ({stages})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -92,7 +137,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all usable cores)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--compile", action="store_true", help="aebench's loop with torch.compile")
-    parser.add_argument("--no-e2e", action="store_true", help="skip timing the whole aebench command")
+    parser.add_argument("--no-e2e", action="store_true", help="skip timing the whole commands")
+    parser.add_argument("--e2e-repeats", type=int, default=2, help="interleaved pairs of whole commands")
+    parser.add_argument("--e2e-default", action="store_true", help="also time aebench at its default setting")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's top ops for aebench's loop")
     parser.add_argument("--no-ftz", action="store_true",
                         help="do not flush subnormals to zero (in both pipelines; aebench's command does flush)")
@@ -194,26 +241,7 @@ def main() -> None:
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
     if not args.no_e2e:
-        print("\nwhole command, wall clock including start-up:")
-        common = [f"device={args.device}", "progress=false", f"train.precision={args.precision}"]
-        for label, overrides in (
-            (f"aebench experiment=seed_report epochs={args.epochs}", ["experiment=seed_report", f"epochs={args.epochs}"]),
-            ("aebench (default setting)", []),
-        ):
-            with tempfile.TemporaryDirectory() as cwd:
-                t = time.perf_counter()
-                proc = subprocess.run([sys.executable, "-m", "aebench", *overrides, *common], cwd=cwd,
-                                      capture_output=True, text=True)
-                wall = time.perf_counter() - t
-                if proc.returncode != 0:
-                    print(f"  {label}: failed: {proc.stderr.strip().splitlines()[-1]}")
-                    continue
-                metrics = json.loads(next(Path(cwd).glob("outputs/*/*/metrics.json")).read_text())
-            key = "seed_report" if overrides else "default"
-            results[f"e2e_{key}_wall_s"] = wall
-            results[f"e2e_{key}_probe_accuracy"] = metrics["probe_accuracy"]
-            stages = ", ".join(f"{k} {v:.1f}" for k, v in metrics["seconds"].items())
-            print(f"  {label:44} {wall:6.1f} s   probe_accuracy {metrics['probe_accuracy']:.4f}   ({stages})")
+        end_to_end(args, results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
+
 from .nets import ACTIVATIONS, ARCHS, ConvNet, MLPNet, mlp, network
 from .objectives import NOISES, OBJECTIVES, VAE, AutoEncoder, DenoisingAE, SparseAE, objective
 
@@ -16,8 +18,11 @@ __all__ = ["ACTIVATIONS", "ARCHS", "NOISES", "OBJECTIVES", "AutoEncoder", "ConvN
 
 
 def build(name: str, image_shape: Sequence[int] | int, latent: int, hidden: Sequence[int], *, arch: str = "mlp",
-          decoder_hidden: Sequence[int] | None = None, activation: str = "relu", channels: Sequence[int] = (32, 64),
+          decoder_hidden: Sequence[int] | None = None, activation: str = "relu", channels: Sequence[int] = (16, 32),
           **objective_settings) -> AutoEncoder | VAE:
     """Objective ``name`` on the network ``arch`` for images of ``image_shape`` (an int: flat pixels, MLP only)."""
     net = network(arch, image_shape, hidden, decoder_hidden, activation, channels)
-    return objective(name, net, latent, **objective_settings)
+    model = objective(name, net, latent, **objective_settings)
+    if arch == "conv":
+        model = model.to(memory_format=torch.channels_last)  # the weights too (see nets.ConvNet)
+    return model
