@@ -41,6 +41,18 @@ def test_default_pipeline_beats_the_pixel_probe_bar(tmp_path, data_root):
     assert m["probe_accuracy"] > m["pca_probe_accuracy"]
     assert m["dead_code_units"] == 0
     assert m["recon_mse"] < 0.01
+    budgets = {k: m[f"{k}label_budget_accuracy"]["100"]["mean"] for k in ("", "pca_", "pixel_")}
+    assert budgets[""] > max(budgets["pca_"], budgets["pixel_"])  # with 100 labels the codes beat PCA and pixels
+    assert m["memory"]["peak_host_mib"] < 1500  # pythae training the same network and encoding: 1.45-1.5 GB
+
+
+def test_conv_autoencoder_default(tmp_path, data_root):
+    """arch=conv at its own default epochs (10): the numbers README.md states."""
+    m = timed_run(tmp_path, "arch=conv")
+    assert (m["config"]["arch"], m["config"]["model"], m["config"]["latent"], m["epochs_trained"]) == ("conv", "ae", 20, 10)
+    assert m["probe_accuracy"] >= 0.925
+    assert m["probe_accuracy"] > m["pca_probe_accuracy"] + 0.04
+    assert m["knn_accuracy"] >= 0.97
 
 
 def test_vae_latent_10_reaches_the_elbo_bar(tmp_path, data_root):

@@ -1,3 +1,3 @@
 """aebench: what does an autoencoder learn? Pretrain, probe, plot, compare."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
