@@ -33,7 +33,13 @@ from .errors import AebenchError, CheckpointError, ConfigError, Interrupted, Run
 log = logging.getLogger("aebench")
 
 # Overrides that may change when a run is resumed; everything else comes from its checkpoint.
-RESUME_OVERRIDES = ("resume", "device", "threads", "progress", "figures")
+# ("logger" also covers its settings, logger.mlflow.tracking_uri=... say: where the run is recorded.)
+RESUME_OVERRIDES = ("resume", "device", "threads", "progress", "figures", "logger")
+
+
+def _override_key(override: str) -> str:
+    """The top-level key an override sets: ``logger`` for ``logger.mlflow.tracking_uri=...``."""
+    return override.split("=", 1)[0].lstrip("+~").split(".", 1)[0]
 
 
 # ------------------------------------------------------------------ resolvers used by conf/config.yaml
@@ -74,8 +80,7 @@ def resume_config(cfg: DictConfig, hc: Any) -> tuple[DictConfig, dict[str, Any]]
     """The run's own config from its checkpoint, with only the harmless overrides applied."""
     target = Path(cfg.resume).expanduser().resolve()
     for override in hc.overrides.task:
-        key = override.split("=", 1)[0].lstrip("+~")
-        if key not in RESUME_OVERRIDES:
+        if _override_key(override) not in RESUME_OVERRIDES:
             raise CheckpointError(
                 f"{override} cannot be changed when resuming: a resumed run keeps its own config; "
                 f"only {', '.join(k + '=' for k in RESUME_OVERRIDES)} may be given"
@@ -86,7 +91,7 @@ def resume_config(cfg: DictConfig, hc: Any) -> tuple[DictConfig, dict[str, Any]]
     except OmegaConfBaseException as e:
         raise CheckpointError(f"checkpoint config in {target} does not fit this aebench ({first_line(e)}); start a new run") from None
     for key in RESUME_OVERRIDES[1:]:
-        if any(o.split("=", 1)[0] == key for o in hc.overrides.task):
+        if any(_override_key(o) == key for o in hc.overrides.task):
             saved[key] = cfg[key]
     saved.resume = str(target)
     return saved, checkpoint
@@ -138,7 +143,8 @@ def run_job(cfg: DictConfig) -> float:
             log.info("found an unfinished checkpoint in %s; resuming it", out)
             checkpoint = pipeline.load_checkpoint(out)
         try:
-            metrics = pipeline.run(cfg, out, checkpoint, launcher_threads(hc))
+            metrics = pipeline.run(cfg, out, checkpoint, launcher_threads(hc),
+                                   sweep_dir=Path(hc.sweep.dir) if multirun else None)
         except OSError as e:
             if e.errno in WRITE_ERRNOS:
                 raise as_write_error(e) from e
@@ -198,12 +204,16 @@ def print_summary(metrics: dict[str, Any], out: Path) -> None:
         ("recon_mse", "test MSE per pixel"),
         ("neg_elbo", "test negative ELBO, nats per image"),
     ]
-    lines = [f"aebench: {metrics['config']['model']} latent={metrics['config']['latent']} "
-             f"finished in {metrics['seconds']['total']:.1f} s -> {out}"]
+    c = metrics["config"]
+    lines = [f"aebench: {c['model']} ({c['arch']}) latent={c['latent']} finished in {metrics['seconds']['total']:.1f} s -> {out}"]
     for key, meaning in rows:
         value = metrics.get(key)
         if value is not None:
             lines.append(f"  {key:<22}{value:>10.4f}   {meaning}")
+    for n, result in (metrics.get("label_budget_accuracy") or {}).items():
+        if "mean" in result:
+            lines.append(f"  {'probe_accuracy@' + n:<22}{result['mean']:>10.4f}   the probe with {n} labels "
+                         f"(mean of {len(result['accuracies'])} draws, std {result['std']:.4f})")
     log.info("\n".join(lines))
 
 

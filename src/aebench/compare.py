@@ -39,7 +39,9 @@ COLUMNS = [
 METRICS = ["probe_accuracy", "knn_accuracy", "pca_probe_accuracy", "pixel_probe_accuracy", "recon_mse", "neg_elbo",
            "seconds"]
 # Overrides that do not change a run's results (mirrors override_dirname.exclude_keys in conf/config.yaml).
-NOT_IDENTIFYING = {"hydra/launcher", "hparams_search", "progress", "threads", "data.root", "figures"}
+NOT_IDENTIFYING = {"hydra/launcher", "hparams_search", "progress", "threads", "data.root", "figures", "logger",
+                   "logger.tensorboard.enabled", "logger.tensorboard.embedding_points", "logger.mlflow.enabled",
+                   "logger.mlflow.tracking_uri", "logger.mlflow.experiment_name"}
 # Settings that do not change a run's results, beyond the seed: jobs that differ only in these form one group.
 RESULT_NEUTRAL = {"seed", "threads", "device", "progress", "figures", "resume", "data.root", "data.download", "logger"}
 FIGURES = {
@@ -379,10 +381,33 @@ sweep_problem: str | None = None
 
 
 class SweepSummaryCallback(Callback):
-    """Hydra callback: at the end of a multirun, compare its jobs inside the sweep directory."""
+    """Hydra callback: at the end of a multirun, compare its jobs inside the sweep directory.
+
+    With logger=mlflow the sweep is also one MLflow parent run (:mod:`aebench.tracking`): made
+    before the first job, nesting every job's run, holding the comparison at the end.
+    """
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from . import tracking
+        from .errors import AebenchError
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            tracking.start_sweep(config, sweep_dir)
+        except AebenchError as e:
+            # A logger that cannot start refuses the sweep before its first job.  Hydra would turn an
+            # exception raised here into a warning and run the jobs anyway, so end the process now.
+            try:
+                sweep_dir.rmdir()  # only if still empty
+            except OSError:
+                pass
+            print(f"aebench: error: {e}", file=sys.stderr)
+            sys.exit(AebenchError.EXIT_CODE)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         global sweep_problem
+        from . import tracking
+
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
@@ -390,6 +415,7 @@ class SweepSummaryCallback(Callback):
         print(format_table(rows))
         print(f"summary: {sweep_dir / 'summary.md'}")
         bad = [r for r in rows if r["status"] != "completed"]
+        tracking.end_sweep(sweep_dir, completed=not bad)
         if bad:
             sweep_problem = (f"{len(bad)} of {len(rows)} job(s) did not complete ({'; '.join(r['label'] for r in bad)}); "
                              f"the others' results and the reasons are in {sweep_dir / 'summary.md'}")

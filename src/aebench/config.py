@@ -33,7 +33,7 @@ class ArchConfig:
     hidden: List[int] = field(default_factory=lambda: [512, 256])  # dense widths, input side first
     decoder_hidden: Optional[List[int]] = None  # mlp: default hidden reversed
     activation: str = "gelu"  # relu | gelu | elu
-    channels: List[int] = field(default_factory=lambda: [32, 64])  # conv: filters of each stride-2 convolution
+    channels: List[int] = field(default_factory=lambda: [16, 32])  # conv: filters of each stride-2 convolution
 
 
 @dataclass
@@ -45,8 +45,8 @@ class ModelConfig:
     recon_loss: str = "bce"  # ae, dae, sae: bce (summed over pixels) | mse (mean per pixel)
     beta: float = 1.0  # vae: weight of the KL term
     noise: str = "mask"  # dae: mask (drop pixels) | gaussian (add noise)
-    noise_level: float = 0.3  # dae: fraction of pixels dropped, or the noise's sigma
-    sparsity: float = 1e-2  # sae: weight of the L1 penalty on the code
+    noise_level: float = 0.1  # dae: fraction of pixels dropped, or the noise's sigma
+    sparsity: float = 1e-3  # sae: weight of the L1 penalty on the code
 
 
 @dataclass
@@ -84,12 +84,38 @@ class ProbeConfig:
 
 
 @dataclass
+class TensorBoardConfig:
+    """TensorBoard event files in ``<run dir>/tensorboard/`` (on with logger=tensorboard or logger=many)."""
+
+    enabled: bool = False
+    embedding_points: int = 2000  # test codes shown in the embedding projector (0: none)
+
+
+@dataclass
+class MLflowConfig:
+    """One MLflow run per aebench run (on with logger=mlflow or logger=many)."""
+
+    enabled: bool = False
+    tracking_uri: Optional[str] = None  # None: $MLFLOW_TRACKING_URI, else MLflow's local default (sqlite:///mlflow.db)
+    experiment_name: str = "aebench"
+
+
+@dataclass
+class LoggerConfig:
+    """Run tracking: each logger's settings under its own name, so that several can be on together."""
+
+    tensorboard: TensorBoardConfig = field(default_factory=TensorBoardConfig)
+    mlflow: MLflowConfig = field(default_factory=MLflowConfig)
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     arch: ArchConfig = field(default_factory=ArchConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     latent: int = 20
     epochs: int = 20
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -168,6 +194,14 @@ def validate(cfg: DictConfig | Config) -> None:
         raise ConfigError(f"probe.budget_penalty={cfg.probe.budget_penalty!r} is not accepted; it must be a finite number > 0")
     if cfg.threads is not None:
         _positive("threads", cfg.threads)
+    _positive("logger.tensorboard.embedding_points", cfg.logger.tensorboard.embedding_points, minimum=0)
+    if cfg.logger.mlflow.enabled:
+        if cfg.logger.mlflow.tracking_uri is not None and not cfg.logger.mlflow.tracking_uri.strip():
+            raise ConfigError(f"logger.mlflow.tracking_uri={cfg.logger.mlflow.tracking_uri!r} is not accepted; give a URI "
+                              "(http://host:port, sqlite:///file.db) or null for $MLFLOW_TRACKING_URI / the local default")
+        if not cfg.logger.mlflow.experiment_name.strip():
+            raise ConfigError(f"logger.mlflow.experiment_name={cfg.logger.mlflow.experiment_name!r} is not accepted; "
+                              "give a name (default: aebench)")
     resolve_device(cfg.device)
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import __version__, atomic, baselines, config, data, models, plots, probe
+from . import __version__, atomic, baselines, config, data, models, plots, probe, tracking
 from .errors import CheckpointError, ConfigError
 from .train import Trainer, TrainSettings, flush_denormals
 
@@ -158,17 +158,31 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
 
 
 def run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None,
-        launcher_threads: int | None = None) -> dict[str, Any]:
-    """Run the whole pipeline in ``run_dir``; return the metrics written to metrics.json."""
+        launcher_threads: int | None = None, sweep_dir: Path | None = None) -> dict[str, Any]:
+    """Run the whole pipeline in ``run_dir``; return the metrics written to metrics.json.
+
+    ``sweep_dir``: the sweep this run is a job of (its MLflow run is nested under the sweep's).
+    """
     t_start = time.perf_counter()
-    seconds: dict[str, float] = {}
     config.validate(cfg)
     device = config.resolve_device(cfg.device)
     flush_denormals()  # before any parallel torch work of this process: its worker threads inherit it
     torch.set_num_threads(default_threads(cfg, launcher_threads))
+    run_dir = Path(run_dir)
+    # logger=...: a logger that cannot start refuses the run here, before any work
+    tracker = tracking.start(cfg, run_dir, device_name(device), (checkpoint or {}).get("tracking"), sweep_dir)
+    try:
+        return _run(cfg, run_dir, device, checkpoint, tracker, t_start)
+    except BaseException as e:
+        tracker.end(tracking.status_after(e), error=str(e))
+        raise
+
+
+def _run(cfg: DictConfig, run_dir: Path, device: torch.device, checkpoint: dict[str, Any] | None,
+         tracker: tracking.Tracker, t_start: float) -> dict[str, Any]:
+    seconds: dict[str, float] = {}
     seed_everything(cfg.seed)
     progress = sys.stderr.isatty() if cfg.progress is None else bool(cfg.progress)
-    run_dir = Path(run_dir)
     fig_dir = run_dir / FIGURES
 
     t = time.perf_counter()
@@ -190,13 +204,18 @@ def run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None
     model = build_model(cfg, ds.image_shape).to(device)
     epoch_probe = EpochProbe(cfg, ds)
     settings = TrainSettings(epochs=cfg.epochs, seed=cfg.seed, **OmegaConf.to_container(cfg.train))
+
+    def on_history(history: list[dict[str, Any]]) -> None:
+        atomic.write_csv(run_dir / HISTORY_FILE, history)
+        tracker.log_history(history)
+
     trainer = Trainer(
         model, ds, settings,
         checkpoint_path=run_dir / CHECKPOINT,
-        checkpoint_extra={"aebench_version": __version__, "config": config.to_container(cfg)},
+        checkpoint_extra={"aebench_version": __version__, "config": config.to_container(cfg), "tracking": tracker.state},
         run_dir=run_dir,
         epoch_metrics=epoch_probe if p.every_epoch else None,
-        on_history=lambda history: atomic.write_csv(run_dir / HISTORY_FILE, history),
+        on_history=on_history,
         progress=progress,
     )
     resumed_from = None
@@ -204,6 +223,7 @@ def run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None
         trainer.load_checkpoint(checkpoint)
         resumed_from = {"epoch": trainer.state.epoch, "step": trainer.state.step}
         log.info("resuming after epoch %d, step %d", trainer.state.epoch, trainer.state.step)
+        tracker.log_history(trainer.state.history)  # epochs an earlier attempt did not get to log
     t = time.perf_counter()
     history = trainer.fit()
     seconds["pretrain"] = time.perf_counter() - t - epoch_probe.seconds
@@ -226,6 +246,8 @@ def run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None
             if "skipped" in result:
                 log.info("label budget skipped: %s", result["skipped"])
 
+    tracker.log_embedding(test_codes, ds.test_y, ds.test_x.reshape(-1, *ds.image_shape), ds.classes, cfg.seed)
+
     if cfg.figures:
         t = time.perf_counter()
         draw_figures(cfg, model, ds, history, test_codes, {"PCA probe (same size)": pca_probe,
@@ -236,6 +258,7 @@ def run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None
                                    full, len(ds.train_x), f"Linear probe with few labels ({figure_label(cfg, ds)})",
                                    fig_dir / "label_efficiency.png")
         seconds["figures"] = time.perf_counter() - t
+        tracker.log_figures(fig_dir)
     seconds["total"] = time.perf_counter() - t_start
 
     metrics: dict[str, Any] = {
@@ -261,7 +284,10 @@ def run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None
     }
     if cfg.model.name != "vae":
         del metrics["neg_elbo"]
+    tracker.log_final(metrics, cfg, final)
+    metrics["seconds"]["logging"] = round(tracker.seconds, 3)  # inside logger calls, all but the upload below
     atomic.write_json(run_dir / METRICS_FILE, metrics)
+    tracker.end("completed", [run_dir / METRICS_FILE, run_dir / HISTORY_FILE, run_dir / ".hydra"])
     return metrics
 
 
