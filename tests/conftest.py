@@ -17,7 +17,9 @@ from aebench.train import flush_denormals
 flush_denormals()
 
 # Small but real: enough images for every class to appear in every figure.
-TINY = ["data.train_subset=2000", "data.test_subset=500", "progress=false"]
+TINY = ["data.train_subset=2000", "data.test_subset=500", "progress=false", "probe.label_budgets=[100]"]
+# TINY with the default label budgets (100, 1000, 10000), for the tests of the budgets themselves.
+TINY_ALL_BUDGETS = TINY[:-1]
 
 
 @pytest.fixture(scope="session")

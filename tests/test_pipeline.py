@@ -8,7 +8,7 @@ import matplotlib.image as mpimg
 import pytest
 import torch
 
-from conftest import TINY, only_run_dir, read_metrics, run_cli, run_in_process
+from conftest import TINY, TINY_ALL_BUDGETS, only_run_dir, read_metrics, run_cli, run_in_process
 
 AE_FIGURES = ["loss.png", "reconstructions.png", "per_digit.png", "probe_accuracy.png", "latent_space.png",
               "label_efficiency.png"]
@@ -23,7 +23,7 @@ def check_png(path):
 @pytest.fixture(scope="module")
 def ae_run(tmp_path_factory, data_root):
     cwd = tmp_path_factory.mktemp("ae")
-    proc = run_cli("epochs=3", *TINY, cwd=cwd)
+    proc = run_cli("epochs=3", *TINY_ALL_BUDGETS, cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     return only_run_dir(cwd), proc
 

@@ -33,7 +33,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 # Service tests: they start a real MLflow server (make test-services; CI runs them).
 pytestmark = pytest.mark.service
 
-RUN = [*TINY, "epochs=2", "probe.label_budgets=[100]", "probe.budget_draws=2"]
+RUN = [*TINY, "epochs=2", "probe.budget_draws=2"]
 # 2000 images at batch 256: 8 steps an epoch; step 12 is the middle of epoch 2.
 INTERRUPT_AT = "TERM@12"
 FIGURES = "figures"
