@@ -65,10 +65,18 @@ def _setting(ds: data.ImageData, l2: float, tol: float) -> str:
     return f"train{len(ds.train_x)}-test{len(ds.test_x)}-l2{l2}-tol{tol}"
 
 
+def _accuracy(result: probe.ProbeResult, what: str, max_iter: int) -> float:
+    if not result.converged:  # said once, when the number is computed (and cached)
+        log.warning("the %s stopped at probe.max_iter=%d before converging: largest gradient entry %.2g",
+                    what, max_iter, result.grad_norm)
+    return result.accuracy
+
+
 def pixel_probe(ds: data.ImageData, root: Path, l2: float, tol: float, max_iter: int) -> float:
     """Test accuracy of the linear probe on the raw (standardised) pixels."""
     def compute() -> float:
-        return probe.linear_probe(ds.train_x, ds.train_y, ds.test_x, ds.test_y, len(ds.classes), l2, tol, max_iter).accuracy
+        result = probe.linear_probe(ds.train_x, ds.train_y, ds.test_x, ds.test_y, len(ds.classes), l2, tol, max_iter)
+        return _accuracy(result, "probe on raw pixels", max_iter)
 
     return cached(cache_path(root, ds.name), f"pixels-{_setting(ds, l2, tol)}", compute, "probe on raw pixels")
 
@@ -85,7 +93,8 @@ def pca_probe(ds: data.ImageData, root: Path, dim: int, l2: float, tol: float, m
 
     def compute() -> float:
         train, test = pca_features(ds, dim)
-        return probe.linear_probe(train, ds.train_y, test, ds.test_y, len(ds.classes), l2, tol, max_iter).accuracy
+        result = probe.linear_probe(train, ds.train_y, test, ds.test_y, len(ds.classes), l2, tol, max_iter)
+        return _accuracy(result, f"probe on a PCA of the pixels to {dim}", max_iter)
 
     return cached(cache_path(root, ds.name), f"pca{dim}-{_setting(ds, l2, tol)}", compute, f"probe on a PCA of the pixels to {dim}")
 
