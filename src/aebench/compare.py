@@ -27,6 +27,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from . import atomic, rundirs
+from .config import flatten
 from .errors import first_line
 
 log = logging.getLogger("aebench.compare")
@@ -106,19 +107,9 @@ def load_row(run: Path, base: Path | None = None) -> dict[str, Any]:
     return row
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def group_key(config: dict[str, Any]) -> str:
     """What a run's results depend on: its config without the seed and the result-neutral settings."""
-    flat = _flatten(config)
+    flat = flatten(config)
     kept = {k: v for k, v in flat.items() if k not in RESULT_NEUTRAL and k.split(".", 1)[0] not in RESULT_NEUTRAL}
     return json.dumps(kept, sort_keys=True, default=str)
 

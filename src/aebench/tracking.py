@@ -35,7 +35,7 @@ from typing import Any, Iterator
 from omegaconf import DictConfig, OmegaConf
 
 from . import __version__, atomic
-from .config import MLflowConfig, TensorBoardConfig
+from .config import MLflowConfig, TensorBoardConfig, flatten
 from .errors import ConfigError, Interrupted, squashed
 
 log = logging.getLogger(__name__)
@@ -63,16 +63,6 @@ class TrackerUnavailable(ConfigError):
 
 
 # ------------------------------------------------------------------ what gets logged
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay values."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
