@@ -23,7 +23,7 @@ from . import atomic, data, probe
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "aebench-baselines.json"
-FORMAT = "v4"  # bump when a cached number would be computed differently
+FORMAT = "v5"  # bump when a cached number would be computed differently
 
 
 def cache_path(root: Path, dataset: str) -> Path:
