@@ -87,12 +87,21 @@ def pca_features(ds: data.ImageData, dim: int) -> tuple[torch.Tensor, torch.Tens
     return probe.pca_project(ds.train_x, mean, components), probe.pca_project(ds.test_x, mean, components)
 
 
-def pca_probe(ds: data.ImageData, root: Path, dim: int, l2: float, tol: float, max_iter: int) -> float:
-    """Test accuracy of the linear probe on a PCA of the pixels to ``dim`` dimensions."""
+Features = Callable[[], tuple[torch.Tensor, torch.Tensor]]
+
+
+def pca_probe(ds: data.ImageData, root: Path, dim: int, l2: float, tol: float, max_iter: int,
+              features: Features | None = None) -> float:
+    """Test accuracy of the linear probe on a PCA of the pixels to ``dim`` dimensions.
+
+    ``features``: where the PCA features come from when the number is not cached (by
+    default :func:`pca_features`); one memoised source lets this and the PCA budget
+    probes fit the PCA once between them.
+    """
     dim = min(dim, ds.input_dim)
 
     def compute() -> float:
-        train, test = pca_features(ds, dim)
+        train, test = features() if features is not None else pca_features(ds, dim)
         result = probe.linear_probe(train, ds.train_y, test, ds.test_y, len(ds.classes), l2, tol, max_iter)
         return _accuracy(result, f"probe on a PCA of the pixels to {dim}", max_iter)
 
@@ -100,16 +109,17 @@ def pca_probe(ds: data.ImageData, root: Path, dim: int, l2: float, tol: float, m
 
 
 def budget_probes(ds: data.ImageData, root: Path, kind: str, dim: int | None, budgets: list[int], draws: int, seed: int,
-                  penalty: float, tol: float, max_iter: int) -> dict[str, dict]:
+                  penalty: float, tol: float, max_iter: int, features: Features | None = None) -> dict[str, dict]:
     """:func:`aebench.probe.label_budget_probes` on raw pixels (``kind="pixels"``) or a PCA to ``dim`` (``"pca"``).
 
     Cached like the other baselines; the draws depend on the seed, so the key holds it.
+    ``features``: as for :func:`pca_probe` (``kind="pca"`` only).
     """
     key = f"{kind}{dim if kind == 'pca' else ''}-budgets{'_'.join(map(str, budgets))}x{draws}-seed{seed}-{_setting(ds, penalty, tol)}"
 
     def compute() -> dict[str, dict]:
         if kind == "pca":
-            train, test = pca_features(ds, min(dim or 1, ds.input_dim))
+            train, test = features() if features is not None else pca_features(ds, min(dim or 1, ds.input_dim))
         else:
             train, test = ds.train_x, ds.test_x
         return probe.label_budget_probes(train, ds.train_y, test, ds.test_y, budgets, draws, seed, len(ds.classes),

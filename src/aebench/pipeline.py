@@ -7,6 +7,7 @@ written atomically.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -193,11 +194,13 @@ def _run(cfg: DictConfig, run_dir: Path, device: torch.device, checkpoint: dict[
 
     t = time.perf_counter()
     p = cfg.probe
-    pca_probe = baselines.pca_probe(ds, root, cfg.latent, p.l2, p.tol, p.max_iter)
+    pca = functools.cache(functools.partial(baselines.pca_features, ds, min(cfg.latent, ds.input_dim)))  # fitted once, if needed
+    pca_probe = baselines.pca_probe(ds, root, cfg.latent, p.l2, p.tol, p.max_iter, features=pca)
     pixel_probe = baselines.pixel_probe(ds, root, p.l2, p.tol, p.max_iter) if p.pixel_baseline else None
     budgets = list(p.label_budgets)
     budget_args = (budgets, p.budget_draws, cfg.seed, p.budget_penalty, p.tol, p.max_iter)
-    pca_budgets = baselines.budget_probes(ds, root, "pca", cfg.latent, *budget_args) if budgets else None
+    pca_budgets = baselines.budget_probes(ds, root, "pca", cfg.latent, *budget_args, features=pca) if budgets else None
+    del pca
     pixel_budgets = baselines.budget_probes(ds, root, "pixels", None, *budget_args) if budgets and p.pixel_baseline else None
     seconds["baselines"] = time.perf_counter() - t
 
