@@ -45,7 +45,7 @@ class ModelConfig:
     recon_loss: str = "bce"  # ae, dae, sae: bce (summed over pixels) | mse (mean per pixel)
     beta: float = 1.0  # vae: weight of the KL term
     noise: str = "mask"  # dae: mask (drop pixels) | gaussian (add noise)
-    noise_level: float = 0.1  # dae: fraction of pixels dropped, or the noise's sigma
+    noise_level: float = 0.5  # dae: fraction of pixels dropped, or the noise's sigma
     sparsity: float = 1e-3  # sae: weight of the L1 penalty on the code
 
 

@@ -97,7 +97,7 @@ class DenoisingAE(AutoEncoder):
 
     kind = "dae"
 
-    def __init__(self, net: MLPNet | ConvNet, latent: int, noise: str = "mask", noise_level: float = 0.1,
+    def __init__(self, net: MLPNet | ConvNet, latent: int, noise: str = "mask", noise_level: float = 0.5,
                  code_activation: str = "none", recon_loss: str = "mse"):
         if noise not in NOISES:
             raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
@@ -176,7 +176,7 @@ class VAE(_Autoencoder):
 
 
 def objective(name: str, net: MLPNet | ConvNet, latent: int, *, code_activation: str = "none", recon_loss: str = "mse",
-              beta: float = 1.0, noise: str = "mask", noise_level: float = 0.1, sparsity: float = 1e-3) -> _Autoencoder:
+              beta: float = 1.0, noise: str = "mask", noise_level: float = 0.5, sparsity: float = 1e-3) -> _Autoencoder:
     """The model of objective ``name`` on ``net``; settings an objective does not use are ignored."""
     if name == "ae":
         return AutoEncoder(net, latent, code_activation, recon_loss)
