@@ -24,7 +24,7 @@ run: $(STAMP)
 	$(BIN)/aebench $(ARGS)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow and not slurm and not service" -q
+	$(BIN)/python -m pytest -m "not slow and not slurm and not service" -q --durations=10
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m "slow and not slurm and not service" -q -s

@@ -10,14 +10,14 @@ Cost, measured on this project's 2-core CPU (60 000 examples): the objective and
 its gradient are written out by hand rather than taken from autograd, so that
 both large products use the kernels that are fast whatever the feature width:
 ``x @ W.T`` forward with the (classes, features) weight (``F.linear``'s layout:
-52-85 ms for raw pixels against 86-157 ms for ``x @ W`` with W (features,
-classes)), and ``G @ x`` (classes x examples times examples x features)
+35 ms for raw pixels against 68-72 ms for ``x @ W`` with W (features, classes),
+``benchmarks/probe_speed.py``), and ``G @ x`` (classes x examples times examples x features)
 backward.  Autograd's backward of ``x @ W`` computes ``x.T @ G``, which took
 160 ms against 42 ms; the log-softmax runs along the contiguous example axis of
 (classes, examples) logits, 2-3x quicker than along 10 classes.  L-BFGS keeps
 up to ``HISTORY`` curvature pairs: on raw pixels the history is what the
-ill-conditioned logistic curvature needs (MNIST: 304 iterations with 20 pairs,
-178 with 200; Fashion-MNIST: not converged in 1000 with 20, 402 with 1000), and
+ill-conditioned logistic curvature needs (MNIST: 289-304 iterations with 20 pairs,
+179 with 500; Fashion-MNIST: not converged in 1000 with 20, 398 with 500), and
 it costs 2 x 4 bytes x features x classes a pair (63 KB for raw pixels).
 The fit runs in float32 and continues in float64 only where float32 could not
 reach ``tol`` (the line search can stall on a flat float32 loss); the loss is
