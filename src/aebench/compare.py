@@ -39,12 +39,17 @@ COLUMNS = [
 ]
 METRICS = ["probe_accuracy", "knn_accuracy", "pca_probe_accuracy", "pixel_probe_accuracy", "recon_mse", "neg_elbo",
            "seconds"]
-# Overrides that do not change a run's results (mirrors override_dirname.exclude_keys in conf/config.yaml).
-NOT_IDENTIFYING = {"hydra/launcher", "hparams_search", "progress", "threads", "data.root", "figures", "logger",
-                   "logger.tensorboard.enabled", "logger.tensorboard.embedding_points", "logger.mlflow.enabled",
-                   "logger.mlflow.tracking_uri", "logger.mlflow.experiment_name"}
+# Overrides that do not change a run's results, each with every key below it (logger: logger.mlflow.*
+# too). Mirrors override_dirname.exclude_keys in conf/config.yaml, where Hydra needs every key spelled out.
+NOT_IDENTIFYING = {"hydra/launcher", "hparams_search", "progress", "threads", "data.root", "figures", "logger"}
 # Settings that do not change a run's results, beyond the seed: jobs that differ only in these form one group.
 RESULT_NEUTRAL = {"seed", "threads", "device", "progress", "figures", "resume", "data.root", "data.download", "logger"}
+
+
+def _under(key: str, names: set[str]) -> bool:
+    """Whether the dotted ``key`` is one of ``names`` or lies below one (``logger.mlflow.tracking_uri``)."""
+    parts = key.split(".")
+    return any(".".join(parts[:i]) in names for i in range(1, len(parts) + 1))
 FIGURES = {
     "probe": "probe_accuracy_vs_latent.png",
     "recon": "recon_mse_vs_latent.png",
@@ -77,7 +82,7 @@ def load_row(run: Path, base: Path | None = None) -> dict[str, Any]:
     cfg = OmegaConf.load(run / ".hydra" / "config.yaml")
     overrides_file = run / ".hydra" / "overrides.yaml"
     overrides = OmegaConf.to_container(OmegaConf.load(overrides_file)) if overrides_file.is_file() else []
-    overrides = [o for o in overrides if o.split("=", 1)[0] not in NOT_IDENTIFYING]
+    overrides = [o for o in overrides if not _under(o.split("=", 1)[0], NOT_IDENTIFYING)]
     metrics_path = run / "metrics.json"
     metrics: dict[str, Any] = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     try:
@@ -110,7 +115,7 @@ def load_row(run: Path, base: Path | None = None) -> dict[str, Any]:
 def group_key(config: dict[str, Any]) -> str:
     """What a run's results depend on: its config without the seed and the result-neutral settings."""
     flat = flatten(config)
-    kept = {k: v for k, v in flat.items() if k not in RESULT_NEUTRAL and k.split(".", 1)[0] not in RESULT_NEUTRAL}
+    kept = {k: v for k, v in flat.items() if not _under(k, RESULT_NEUTRAL)}
     return json.dumps(kept, sort_keys=True, default=str)
 
 
