@@ -16,10 +16,12 @@ from aebench.train import flush_denormals
 # exactly as a subprocess run would (torch's worker threads inherit the flag).
 flush_denormals()
 
-# Small but real: enough images for every class to appear in every figure.
-TINY = ["data.train_subset=2000", "data.test_subset=500", "progress=false", "probe.label_budgets=[100]"]
+# Small but real: enough images for every class to appear in every figure.  No figures (matplotlib's import
+# and the drawing cost ~2 s a run): the tests of a run's own figures add FIGURES.
+TINY = ["data.train_subset=2000", "data.test_subset=500", "progress=false", "probe.label_budgets=[100]", "figures=false"]
+FIGURES = ["figures=true"]  # after TINY: the last value of a key wins
 # TINY with the default label budgets (100, 1000, 10000), for the tests of the budgets themselves.
-TINY_ALL_BUDGETS = TINY[:-1]
+TINY_ALL_BUDGETS = [o for o in TINY if not o.startswith("probe.label_budgets=")]
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import matplotlib.image as mpimg
 import pytest
 import torch
 
-from conftest import TINY, TINY_ALL_BUDGETS, only_run_dir, read_metrics, run_cli, run_in_process
+from conftest import FIGURES, TINY, TINY_ALL_BUDGETS, only_run_dir, read_metrics, run_cli, run_in_process
 
 AE_FIGURES = ["loss.png", "reconstructions.png", "per_digit.png", "probe_accuracy.png", "latent_space.png",
               "label_efficiency.png"]
@@ -23,7 +23,7 @@ def check_png(path):
 @pytest.fixture(scope="module")
 def ae_run(tmp_path_factory, data_root):
     cwd = tmp_path_factory.mktemp("ae")
-    proc = run_cli("epochs=3", *TINY_ALL_BUDGETS, cwd=cwd)
+    proc = run_cli("epochs=3", *TINY_ALL_BUDGETS, *FIGURES, cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     return only_run_dir(cwd), proc
 
@@ -78,7 +78,7 @@ def test_checkpoint_is_complete(ae_run):
 
 
 def test_vae_run_writes_samples_interpolation_and_neg_elbo(tmp_path, data_root):
-    proc = run_cli("model=vae", "latent=4", "epochs=2", *TINY, cwd=tmp_path)
+    proc = run_cli("model=vae", "latent=4", "epochs=2", *TINY, *FIGURES, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     run = only_run_dir(tmp_path)
     m = read_metrics(run)
@@ -91,7 +91,7 @@ def test_vae_run_writes_samples_interpolation_and_neg_elbo(tmp_path, data_root):
 
 
 def test_latent_two_plots_the_code_itself(tmp_path, data_root):
-    proc = run_cli("latent=2", "epochs=2", "train.batch_size=64", "probe.every_epoch=false", *TINY, cwd=tmp_path)
+    proc = run_cli("latent=2", "epochs=2", "train.batch_size=64", "probe.every_epoch=false", *TINY, *FIGURES, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     run = only_run_dir(tmp_path)
     check_png(run / "figures" / "latent_space.png")

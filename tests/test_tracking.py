@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import TINY, read_metrics, run_in_process
+from conftest import FIGURES as DRAW, TINY, read_metrics, run_in_process
 from test_errors import assert_one_line
 
 mlflow = pytest.importorskip("mlflow", reason="the tracking extra: pip install -e '.[tracking]'")
@@ -33,7 +33,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 # Service tests: they start a real MLflow server (make test-services; CI runs them).
 pytestmark = pytest.mark.service
 
-RUN = [*TINY, "epochs=2", "probe.budget_draws=2"]
+RUN = [*TINY, *DRAW, "epochs=2", "probe.budget_draws=2"]
 # 2000 images at batch 256: 8 steps an epoch; step 12 is the middle of epoch 2.
 INTERRUPT_AT = "TERM@12"
 FIGURES = "figures"
@@ -418,7 +418,7 @@ def test_server_killed_mid_run_costs_one_warning_and_nothing_else(server, tmp_pa
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
     proc = subprocess.Popen([sys.executable, "-m", "aebench", "logger=many", f"logger.mlflow.tracking_uri={server.uri}",
-                             "logger.mlflow.experiment_name=killed", *TINY, "epochs=6"],
+                             "logger.mlflow.experiment_name=killed", *TINY, *DRAW, "epochs=6"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     client = MlflowClient(server.uri)
     deadline = time.monotonic() + 300

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import __version__, atomic, baselines, config, data, models, plots, probe, tracking
+from . import __version__, atomic, baselines, config, data, models, probe, tracking
 from .errors import CheckpointError, ConfigError
 from .train import Trainer, TrainSettings, flush_denormals
 
@@ -256,6 +256,8 @@ def _run(cfg: DictConfig, run_dir: Path, device: torch.device, checkpoint: dict[
         draw_figures(cfg, model, ds, history, test_codes, {"PCA probe (same size)": pca_probe,
                                                            "raw-pixel probe": pixel_probe}, fig_dir)
         if code_budgets:
+            from . import plots
+
             full = {"codes": probe_accuracy, "PCA (same size)": pca_probe, "raw pixels": pixel_probe}
             plots.label_efficiency({"codes": code_budgets, "PCA (same size)": pca_budgets, "raw pixels": pixel_budgets},
                                    full, len(ds.train_x), f"Linear probe with few labels ({figure_label(cfg, ds)})",
@@ -319,6 +321,8 @@ def loss_label(cfg: DictConfig) -> str:
 @torch.no_grad()
 def draw_figures(cfg: DictConfig, model: torch.nn.Module, ds: data.ImageData, history: list[dict[str, Any]],
                  test_codes: torch.Tensor, references: dict[str, float | None], fig_dir: Path) -> None:
+    from . import plots  # matplotlib: ~0.75 s of import, paid only by runs that draw
+
     model.eval()
     h, w = ds.image_shape[-2:]  # the datasets here are grey-scale: one channel
     rng = torch.Generator().manual_seed(cfg.seed)  # which images are shown; fixed by the seed
