@@ -24,7 +24,8 @@ DPI = 110
 
 def _save(fig: Any, path: Path) -> None:
     fig.tight_layout()
-    atomic.save_figure(fig, path, dpi=DPI)
+    # zlib level 1: image sheets encode in ~0.1 s instead of ~0.25 s at the default 6, files ~20 % larger
+    atomic.save_figure(fig, path, dpi=DPI, pil_kwargs={"compress_level": 1})
     plt.close(fig)
 
 
