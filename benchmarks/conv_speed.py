@@ -26,12 +26,12 @@ from aebench import models
 from aebench.train import flush_denormals
 
 
-def build(arch: str, channels_last: bool, device: torch.device, channels: list[int]) -> nn.Module:
+def build(arch: str, channels_last: bool, device: torch.device, channels: list[int], hidden: list[int]) -> nn.Module:
     torch.manual_seed(0)
     if arch == "mlp":
         model = models.build("ae", (1, 28, 28), 20, [512, 256], arch="mlp", activation="gelu", recon_loss="bce")
     else:
-        model = models.build("ae", (1, 28, 28), 20, [256], arch="conv", channels=channels, activation="gelu",
+        model = models.build("ae", (1, 28, 28), 20, hidden, arch="conv", channels=channels, activation="gelu",
                              recon_loss="bce")
         if not channels_last:  # aebench builds conv networks channels-last; undo it for the comparison
             for m in model.modules():
@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--channels", type=int, nargs="+", default=[16, 32], help="conv filters (aebench's default: 16 32)")
+    parser.add_argument("--hidden", type=int, nargs="*", default=[512], help="conv dense widths (aebench's default: 512)")
     args = parser.parse_args()
     flush_denormals()
     device = torch.device(args.device)
@@ -69,7 +70,7 @@ def main() -> None:
     variants = {"mlp": ("mlp", False), "conv": ("conv", False), "conv channels-last": ("conv", True)}
     built = {}
     for name, (arch, cl) in variants.items():
-        model = build(arch, cl, device, args.channels)
+        model = build(arch, cl, device, args.channels, args.hidden)
         opt = torch.optim.Adam(model.parameters(), lr=2e-3, fused=True)
         time_steps(model, opt, data, args.batch, 5, torch.Generator(device=device).manual_seed(0))  # warm-up
         built[name] = (model, opt)
@@ -81,7 +82,7 @@ def main() -> None:
             time_steps(model, opt, data, args.batch, args.steps, gen)
             seconds[name].append((time.perf_counter() - t) / args.steps)
     print(f"{device}, {torch.get_num_threads()} threads, batch {args.batch}, {args.steps} steps x {args.rounds} rounds, "
-          f"conv channels {args.channels}, hidden [256]")
+          f"conv channels {args.channels}, hidden {args.hidden}")
     print(f"{'network':<20}{'ms/step best':>14}{'ms/step median':>16}{'images/s':>11}{'s/epoch':>9}")
     for name, times in seconds.items():
         best, median = min(times), statistics.median(times)

@@ -47,11 +47,11 @@ def test_default_pipeline_beats_the_pixel_probe_bar(tmp_path, data_root):
 
 
 def test_conv_autoencoder_default(tmp_path, data_root):
-    """arch=conv at its own default epochs (10): the numbers README.md states."""
+    """arch=conv at its own default epochs (12): the numbers README.md states."""
     m = timed_run(tmp_path, "arch=conv")
-    assert (m["config"]["arch"], m["config"]["model"], m["config"]["latent"], m["epochs_trained"]) == ("conv", "ae", 20, 10)
-    assert m["probe_accuracy"] >= 0.925
-    assert m["probe_accuracy"] > m["pca_probe_accuracy"] + 0.04
+    assert (m["config"]["arch"], m["config"]["model"], m["config"]["latent"], m["epochs_trained"]) == ("conv", "ae", 20, 12)
+    assert m["probe_accuracy"] >= 0.935  # 94.11 % measured (seed 0, 2 threads); 93.29 % with the old hidden [256]
+    assert m["probe_accuracy"] > m["pca_probe_accuracy"] + 0.05
     assert m["knn_accuracy"] >= 0.97
 
 
