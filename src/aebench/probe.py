@@ -34,7 +34,7 @@ from .errors import RunFailed
 
 CHUNK_BYTES = 64 * 2**20  # bound on the temporaries of chunked reads (k-NN distances, PCA)
 # k-NN distances on a CPU: a block that stays in the last-level cache while topk reads it back.  On this
-# project's CPU (32 MiB L3), 10 000 queries against 60 000 codes took 1.14 s in 8-MiB blocks against 1.89 s
+# project's CPU (32 MiB L3), 10 000 queries against 60 000 codes took 1.30 s in 8-MiB blocks against 1.99 s
 # in 64-MiB ones (benchmarks/knn_speed.py); a GPU keeps CHUNK_BYTES (fewer, larger kernels).
 KNN_CPU_CHUNK_BYTES = 8 * 2**20
 HISTORY = 500  # L-BFGS curvature pairs kept (see the module docstring)
