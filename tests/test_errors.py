@@ -110,7 +110,7 @@ def _small_file_limit():
 def test_full_disk_while_writing_results(tmp_path, data_root):
     """A write that fails for want of space (here: a file-size limit) is one line, with no half file."""
     env = {"PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([sys.executable, "-m", "aebench", "epochs=1", *TINY, "figures=false"], cwd=tmp_path,
+    proc = subprocess.run([sys.executable, "-m", "aebench", "epochs=1", *TINY], cwd=tmp_path,
                           env={**__import__("os").environ, **env}, capture_output=True, text=True,
                           preexec_fn=_small_file_limit, timeout=300)
     line = assert_one_line_error(proc, "could not write", "File too large")

@@ -188,7 +188,7 @@ def test_jobs_that_start_together_prepare_a_fresh_data_root_once(sweep_4):
 
 # ------------------------------------------------------------------ pre-emption
 def test_a_requeued_job_resumes_and_ends_with_the_uninterrupted_numbers(partition, job_name, tmp_path, data_root):
-    run = ["latent=3", "epochs=10", *TINY, "figures=false"]
+    run = ["latent=3", "epochs=10", *TINY]
     (tmp_path / "slurm").mkdir()
     (tmp_path / "ref").mkdir()
     sweep_proc = start_sweep(*on_slurm(partition, job_name), *run, cwd=tmp_path / "slurm")
@@ -214,7 +214,7 @@ def seconds_per_epoch(cwd: Path) -> float:
     """This machine's steady pace now, for the runs below (a 1-CPU job: 1 thread): the fastest of three
     epochs, so that a run sized with it lasts at least as long as planned."""
     cwd.mkdir()
-    proc = run_cli("threads=1", "latent=3", "epochs=3", *TINY, "figures=false", cwd=cwd)
+    proc = run_cli("threads=1", "latent=3", "epochs=3", *TINY, cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(open(only_run_dir(cwd) / "history.csv")))
     return min(float(r["train_seconds"]) + float(r["eval_seconds"]) for r in rows)
@@ -227,7 +227,7 @@ def test_a_job_past_its_time_limit_checkpoints_is_requeued_and_completes(partiti
     # the first attempt is warned while it trains even if the check comes 30 s late, and the later
     # attempts are warned again or finish.
     epochs = min(1000, max(20, round(80 / seconds_per_epoch(tmp_path / "pace"))))
-    run = ["latent=3", f"epochs={epochs}", *TINY, "figures=false"]
+    run = ["latent=3", f"epochs={epochs}", *TINY]
     limits = ["hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=20", "hydra.launcher.max_num_timeout=10"]
     (tmp_path / "slurm").mkdir()
     (tmp_path / "ref").mkdir()
@@ -256,7 +256,7 @@ def test_cancelled_jobs_are_reported_and_the_others_finish_intact(partition, job
     # Two jobs at a time: job 2 waits while jobs 0 and 1 run.  Cancel job 2 before it starts and job 1
     # while it trains.
     proc = start_sweep(*on_slurm(partition, job_name), "hydra.launcher.array_parallelism=2", "latent=2,3,4",
-                       "epochs=12", *TINY, "figures=false", cwd=tmp_path)
+                       "epochs=12", *TINY, cwd=tmp_path)
     try:
         wait_until(lambda: next(tmp_path.glob("multirun/*/*/1_*/checkpoints/last.pt"), None), 120,
                    "job 1's first checkpoint")

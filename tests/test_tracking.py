@@ -289,7 +289,7 @@ def test_sweep_is_one_experiment_with_a_parent_run_and_a_nested_run_per_job(serv
     # run.  The jobs draw no figures of their own (a run's figures are checked above); the sweep draws its own.
     proc = aebench("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "latent=2,5", "logger=mlflow",
                    f"logger.mlflow.tracking_uri={server.uri}", "logger.mlflow.experiment_name=sweep",
-                   *TINY, "epochs=1", "figures=false", cwd=tmp_path)
+                   *TINY, "epochs=1", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     (sweep,) = [p.parent for p in tmp_path.glob("multirun/*/*/summary.csv")]
     jobs = sorted(p for p in sweep.iterdir() if (p / "metrics.json").is_file())
@@ -350,7 +350,7 @@ def test_local_default_store_takes_two_runs_started_at_once(tmp_path, data_root)
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("HYDRA_FULL_ERROR", None)
     procs = [subprocess.Popen([sys.executable, "-m", "aebench", "logger=mlflow", f"seed={seed}", "threads=1",
-                               *TINY, "epochs=1"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                               *TINY, *DRAW, "epochs=1"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for seed in (0, 1)]
     for p in procs:
         _, err = p.communicate(timeout=600)
