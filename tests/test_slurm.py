@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 import time
@@ -102,14 +103,34 @@ def array_id(sweep: Path) -> str:
     return arrays.pop()
 
 
+def array_tasks(job_id: str) -> list[str]:
+    """The tasks an array record of sacct's names: ``99_2`` itself, or every task of an unsplit record such as
+    ``99_[0-2%2]`` (the array's remainder: tasks that never started, e.g. cancelled while pending)."""
+    match = re.fullmatch(r"(\d+)_\[([\d,\-]+)(?:%\d+)?\]", job_id)
+    if not match:
+        return [job_id]
+    tasks = []
+    for part in match.group(2).split(","):
+        first, _, last = part.partition("-")
+        tasks += [f"{match.group(1)}_{i}" for i in range(int(first), int(last or first) + 1)]
+    return tasks
+
+
 def accounting(job_id: str) -> dict[str, list[str]]:
-    """sacct's states of every array task, every attempt (requeued ones first), once all are final."""
+    """sacct's states of every array task, every attempt (requeued ones first), once all are final.  A task
+    with no record of its own takes the state of the unsplit record that still names it."""
     def final():
         rows = [line.split("|") for line in slurm("sacct", "-n", "-X", "-P", "--duplicates", "-j", job_id,
                                                    "-o", "JobID,State").splitlines()]
         states: dict[str, list[str]] = {}
         for task, state in rows:
-            states.setdefault(task, []).append(state.split()[0])
+            if "[" not in task:
+                states.setdefault(task, []).append(state.split()[0])
+        for record, state in rows:
+            if "[" in record:
+                for task in array_tasks(record):
+                    if task not in states:
+                        states[task] = [state.split()[0]]
         busy = {"PENDING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "RESIZING", "SUSPENDED"}
         return states if states and not any(s[-1] in busy for s in states.values()) else None
     return wait_until(final, 60, f"sacct to record job {job_id} as finished", poll=1)
