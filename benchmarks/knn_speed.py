@@ -33,19 +33,18 @@ def main() -> None:
     test_y = torch.randint(0, 10, (args.test,), generator=gen)
     blocks = {f"{probe.KNN_CPU_CHUNK_BYTES >> 20} MiB blocks (aebench, CPU)": probe.KNN_CPU_CHUNK_BYTES,
               f"{probe.CHUNK_BYTES >> 20} MiB blocks (before; GPU)": probe.CHUNK_BYTES}
+    rows = {name: probe._rows_per_chunk(args.train, itemsize=4, budget=budget) for name, budget in blocks.items()}
     seconds: dict[str, list[float]] = {name: [] for name in blocks}
     accuracy: dict[str, float] = {}
     for _ in range(args.rounds):
-        for name, budget in blocks.items():
-            rows = probe._rows_per_chunk(args.train, itemsize=4, budget=budget)
+        for name in blocks:
             t = time.perf_counter()
-            accuracy[name] = probe.knn_accuracy(train, train_y, test, test_y, 5, 10, chunk=rows)
+            accuracy[name] = probe.knn_accuracy(train, train_y, test, test_y, 5, 10, chunk=rows[name])
             seconds[name].append(time.perf_counter() - t)
     print(f"k-NN, {args.test} queries against {args.train} codes of {args.dim} dims, {torch.get_num_threads()} threads, "
           f"best of {args.rounds} interleaved rounds")
-    for name, budget in blocks.items():
-        rows = probe._rows_per_chunk(args.train, itemsize=4, budget=budget)
-        print(f"  {name:<32} {rows:>5} queries a block   {min(seconds[name]):6.2f} s   accuracy {accuracy[name]:.4f}")
+    for name in blocks:
+        print(f"  {name:<32} {rows[name]:>5} queries a block   {min(seconds[name]):6.2f} s   accuracy {accuracy[name]:.4f}")
     assert len(set(accuracy.values())) == 1, "the block size changed the result"
 
 

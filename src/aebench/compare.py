@@ -45,17 +45,18 @@ NOT_IDENTIFYING = {"hydra/launcher", "hparams_search", "progress", "threads", "d
 # Settings that do not change a run's results, beyond the seed: jobs that differ only in these form one group.
 RESULT_NEUTRAL = {"seed", "threads", "device", "progress", "figures", "resume", "data.root", "data.download", "logger"}
 
-
-def _under(key: str, names: set[str]) -> bool:
-    """Whether the dotted ``key`` is one of ``names`` or lies below one (``logger.mlflow.tracking_uri``)."""
-    parts = key.split(".")
-    return any(".".join(parts[:i]) in names for i in range(1, len(parts) + 1))
 FIGURES = {
     "probe": "probe_accuracy_vs_latent.png",
     "recon": "recon_mse_vs_latent.png",
     "curves": "loss_curves.png",
     "reconstructions": "reconstructions_by_job.png",
 }
+
+
+def _under(key: str, names: set[str]) -> bool:
+    """Whether the dotted ``key`` is one of ``names`` or lies below one (``logger.mlflow.tracking_uri``)."""
+    parts = key.split(".")
+    return any(".".join(parts[:i]) in names for i in range(1, len(parts) + 1))
 
 
 def find_runs(paths: Iterable[Path]) -> list[Path]:

@@ -256,12 +256,9 @@ def _run(cfg: DictConfig, run_dir: Path, device: torch.device, checkpoint: dict[
         draw_figures(cfg, model, ds, history, test_codes, {"PCA probe (same size)": pca_probe,
                                                            "raw-pixel probe": pixel_probe}, fig_dir)
         if code_budgets:
-            from . import plots
-
             full = {"codes": probe_accuracy, "PCA (same size)": pca_probe, "raw pixels": pixel_probe}
-            plots.label_efficiency({"codes": code_budgets, "PCA (same size)": pca_budgets, "raw pixels": pixel_budgets},
-                                   full, len(ds.train_x), f"Linear probe with few labels ({figure_label(cfg, ds)})",
-                                   fig_dir / "label_efficiency.png")
+            draw_label_efficiency(cfg, ds, {"codes": code_budgets, "PCA (same size)": pca_budgets,
+                                            "raw pixels": pixel_budgets}, full, fig_dir)
         seconds["figures"] = time.perf_counter() - t
         tracker.log_figures(fig_dir)
     seconds["total"] = time.perf_counter() - t_start
@@ -316,6 +313,14 @@ def loss_label(cfg: DictConfig) -> str:
         "dae": f"{recon} of the clean image from a corrupted one",
         "sae": f"{recon} + {m.sparsity:g}·|code|₁",
     }[m.name]
+
+
+def draw_label_efficiency(cfg: DictConfig, ds: data.ImageData, budgets: dict[str, dict | None],
+                          full: dict[str, float | None], fig_dir: Path) -> None:
+    from . import plots  # matplotlib: imported only by runs that draw
+
+    plots.label_efficiency(budgets, full, len(ds.train_x), f"Linear probe with few labels ({figure_label(cfg, ds)})",
+                           fig_dir / "label_efficiency.png")
 
 
 @torch.no_grad()
