@@ -1,0 +1,23 @@
+"""A plain ``pip install .`` (not editable) must ship every module: the package list is explicit."""
+from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_python_package_under_src_is_listed_for_the_wheel():
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    dirs = {name: ROOT / path for name, path in setuptools["package-dir"].items()}
+    found = set()
+    for top, base in dirs.items():
+        for init in base.rglob("*.py"):
+            if "__pycache__" in init.parts:
+                continue
+            rel = init.parent.relative_to(base)
+            found.add(".".join((top, *rel.parts)))
+    missing = sorted(found - listed)
+    assert not missing, f"pyproject.toml [tool.setuptools] packages lacks {missing}: a non-editable install would miss them"
