@@ -1,40 +1,51 @@
 #!/usr/bin/env bash
-# Every GPU measurement in one short run (about 7 minutes on an H100): throughput against the reference,
-# the default pipeline (MLP and conv), the conv networks' step time, and a sweep of small jobs.
+# Every GPU measurement in one short run, most important first (a run cut short still has the head):
+# the default pipeline on a fresh data root and again warm, the conv AE, training throughput against the
+# reference (fp32, bf16, compile), the networks' step times, and a sweep of small jobs.
 # Usage, on a machine with a CUDA GPU and aebench installed:  bash benchmarks/gpu_check.sh [OUT_DIR]
+# AEBENCH_DATA should hold MNIST's raw files and no baseline cache, so that the first run is a first run.
 set -uo pipefail
-out=${1:-gpu-check}
-mkdir -p "$out"
+out=$(mkdir -p "${1:-gpu-check}" && cd "${1:-gpu-check}" && pwd)
 py=${PYTHON:-python3}
+now() { date +%s.%N; }
+since() { $py -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 
-# 1. training throughput at the reference setting (batch 64): aebench vs the reference pipeline, same GPU
-$py benchmarks/throughput.py --device cuda --epochs 2 --no-e2e --json "$out/throughput_fp32.json" 2>&1 | tee "$out/throughput_fp32.txt"
-$py benchmarks/throughput.py --device cuda --epochs 2 --no-e2e --precision bf16 --json "$out/throughput_bf16.json" 2>&1 | tee "$out/throughput_bf16.txt"
-$py benchmarks/throughput.py --device cuda --epochs 2 --no-e2e --compile --json "$out/throughput_compile.json" 2>&1 | tee "$out/throughput_compile.txt"
+# one pipeline run: wall clock including start-up, and the run's own accounting from metrics.json
+pipeline() {  # name, overrides...
+  local name=$1; shift
+  local start; start=$(now)
+  (cd "$out" && aebench device=cuda progress=false hydra.run.dir="$name" "$@") > "$out/$name.log" 2>&1
+  echo "$name ($*): exit $?, $(since "$start") s wall" | tee -a "$out/summary.txt"
+  $py - "$out/$name/metrics.json" <<'EOF' 2>&1 | tee -a "$out/summary.txt"
+import json, sys
+m = json.load(open(sys.argv[1]))
+s = {k: round(v, 1) for k, v in m["seconds"].items()}
+print(f"  probe {m.get('probe_accuracy')}  neg_elbo {m.get('neg_elbo')}  seconds {s}  memory {m.get('memory')}")
+EOF
+}
 
-# 1b. the networks' training step (MLP, conv, conv channels-last)
+# 1. the default pipeline: first run (builds the data root's baselines), then warm, then bf16; the conv AE
+pipeline default_first
+pipeline default_warm
+pipeline conv_ae arch=conv
+pipeline default_bf16 train.precision=bf16
+
+# 2. training throughput at the reference setting (batch 64): aebench vs the reference pipeline, same GPU
+$py benchmarks/throughput.py --device cuda --epochs 2 --no-e2e --json "$out/throughput_fp32.json" 2>&1 | tee "$out/throughput_fp32.txt"
+
+# 3. the networks' training step (MLP, conv, conv channels-last)
 $py benchmarks/conv_speed.py --device cuda --steps 100 --rounds 3 2>&1 | tee "$out/conv_speed.txt"
 
-# 2. the default pipeline (and the conv AE), wall clock including start-up, and where its time goes
-for arch in conv; do
-  start=$(date +%s.%N)
-  (cd "$out" && aebench device=cuda progress=false arch=$arch hydra.run.dir=default_$arch) > "$out/default_$arch.log" 2>&1
-  echo "arch=$arch pipeline: $(echo "$(date +%s.%N) - $start" | bc) s wall" | tee -a "$out/summary.txt"
-  $py -c "import json,sys; m=json.load(open(sys.argv[1])); print(m['probe_accuracy'], m['seconds'], m['memory'])" "$out/default_$arch/metrics.json" | tee -a "$out/summary.txt"
-done
-for precision in fp32 bf16; do
-  start=$(date +%s.%N)
-  (cd "$out" && aebench device=cuda progress=false train.precision=$precision hydra.run.dir=default_$precision) > "$out/default_$precision.log" 2>&1
-  echo "default pipeline ($precision): $(echo "$(date +%s.%N) - $start" | bc) s wall" | tee -a "$out/summary.txt"
-  $py -c "import json,sys; m=json.load(open(sys.argv[1])); print(m['probe_accuracy'], m['seconds'], m['memory'])" "$out/default_$precision/metrics.json" | tee -a "$out/summary.txt"
-done
-
-# 3. a sweep of small jobs on one GPU: one at a time vs several at once
+# 4. a sweep of small jobs on one GPU: one at a time vs several at once
 for launcher in basic joblib; do
   extra=""; [ $launcher = joblib ] && extra="hydra.launcher.n_jobs=4 threads=4"
-  start=$(date +%s.%N)
+  start=$(now)
   (cd "$out" && aebench -m hydra/launcher=$launcher $extra latent=2,5,10,20 epochs=5 device=cuda progress=false \
      hydra.sweep.dir=sweep_$launcher) > "$out/sweep_$launcher.log" 2>&1
-  echo "4-job sweep, launcher $launcher: $(echo "$(date +%s.%N) - $start" | bc) s wall" | tee -a "$out/summary.txt"
+  echo "4-job sweep, launcher $launcher: exit $?, $(since "$start") s wall" | tee -a "$out/summary.txt"
 done
+
+# 5. throughput under bf16 autocast and torch.compile
+$py benchmarks/throughput.py --device cuda --epochs 2 --no-e2e --precision bf16 --json "$out/throughput_bf16.json" 2>&1 | tee "$out/throughput_bf16.txt"
+$py benchmarks/throughput.py --device cuda --epochs 2 --no-e2e --compile --json "$out/throughput_compile.json" 2>&1 | tee "$out/throughput_compile.txt"
