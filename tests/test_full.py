@@ -81,9 +81,10 @@ def test_installed_wheel_runs_outside_the_checkout(tmp_path, data_root):
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site)}
-    where = subprocess.run([sys.executable, "-c", "import aebench; print(aebench.__file__)"], cwd=work, env=env,
-                           capture_output=True, text=True, check=True).stdout.strip()
-    assert where.startswith(str(site)), where
+    # every module from the wheel: the checkout's editable install must not fill in a module the wheel lacks
+    where = subprocess.run([sys.executable, "-c", "import aebench, aebench.cli, aebench.models.nets as m; print(aebench.__file__, m.__file__)"],
+                           cwd=work, env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert all(w.startswith(str(site)) for w in where), where
     proc = subprocess.run([sys.executable, "-m", "aebench", "--info", "searchpath"], cwd=work, env=env,
                           capture_output=True, text=True)
     assert proc.returncode == 0 and "pkg://aebench.conf" in proc.stdout
