@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--channels", type=int, nargs="+", default=[16, 32], help="conv filters (aebench's default: 16 32)")
+    parser.add_argument("--channels", type=int, nargs="+", default=[16, 32, 64], help="conv filters (aebench's default: 16 32 64)")
     parser.add_argument("--hidden", type=int, nargs="*", default=[512], help="conv dense widths (aebench's default: 512)")
     args = parser.parse_args()
     flush_denormals()

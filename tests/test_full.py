@@ -50,9 +50,9 @@ def test_conv_autoencoder_default(tmp_path, data_root):
     """arch=conv at its own default epochs (12): the numbers README.md states."""
     m = timed_run(tmp_path, "arch=conv")
     assert (m["config"]["arch"], m["config"]["model"], m["config"]["latent"], m["epochs_trained"]) == ("conv", "ae", 20, 12)
-    assert m["probe_accuracy"] >= 0.935  # 94.11 % measured (seed 0, 2 threads); 93.29 % with the old hidden [256]
+    assert m["probe_accuracy"] >= 0.945  # the bar; 94.89 % measured (seed 0, 2 threads); 94.11 % with [16, 32] filters
     assert m["probe_accuracy"] > m["pca_probe_accuracy"] + 0.05
-    assert m["knn_accuracy"] >= 0.97
+    assert m["knn_accuracy"] >= 0.975  # 98.00 % measured
 
 
 def test_vae_latent_10_reaches_the_elbo_bar(tmp_path, data_root):

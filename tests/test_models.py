@@ -77,6 +77,17 @@ def test_conv_network_is_convolutional_and_mirrors_itself():
     assert layer_sizes(model.head) == [(64, 10)]
 
 
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
+def test_the_default_three_convolutions_come_back_to_the_image_size(shape):
+    """28 -> 14 -> 7 -> 3: the decoder pads 3 -> 7 back (odd sizes), so every pixel is reconstructed."""
+    torch.manual_seed(0)
+    model = models.build("ae", shape, latent=5, hidden=[16], arch="conv", channels=[4, 8, 16])
+    pixels = shape[0] * shape[1] * shape[2]
+    x = torch.rand(3, pixels)
+    assert model.reconstruct(x).shape == (3, pixels)
+    assert len([m for m in model.body if isinstance(m, nn.Conv2d)]) == 3
+
+
 def test_denoising_corrupts_the_input_and_targets_the_clean_image():
     torch.manual_seed(0)
     model = models.build("dae", 784, latent=4, hidden=[16], noise="mask", noise_level=0.5, recon_loss="bce")

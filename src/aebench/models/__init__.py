@@ -18,7 +18,7 @@ __all__ = ["ACTIVATIONS", "ARCHS", "NOISES", "OBJECTIVES", "AutoEncoder", "ConvN
 
 
 def build(name: str, image_shape: Sequence[int] | int, latent: int, hidden: Sequence[int], *, arch: str = "mlp",
-          decoder_hidden: Sequence[int] | None = None, activation: str = "relu", channels: Sequence[int] = (16, 32),
+          decoder_hidden: Sequence[int] | None = None, activation: str = "relu", channels: Sequence[int] = (16, 32, 64),
           **objective_settings) -> AutoEncoder | VAE:
     """Objective ``name`` on the network ``arch`` for images of ``image_shape`` (an int: flat pixels, MLP only)."""
     net = network(arch, image_shape, hidden, decoder_hidden, activation, channels)

@@ -110,7 +110,7 @@ class ConvNet:
 
 
 def network(arch: str, image_shape: Sequence[int], hidden: Sequence[int], decoder_hidden: Sequence[int] | None = None,
-            activation: str = "relu", channels: Sequence[int] = (16, 32)) -> MLPNet | ConvNet:
+            activation: str = "relu", channels: Sequence[int] = (16, 32, 64)) -> MLPNet | ConvNet:
     """The network called ``arch`` for images of ``image_shape`` (an int: flat images of that many pixels)."""
     if arch == "mlp":
         return MLPNet(image_shape, hidden, decoder_hidden, activation)
