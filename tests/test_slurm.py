@@ -244,10 +244,10 @@ def seconds_per_epoch(cwd: Path) -> float:
 def test_a_job_past_its_time_limit_checkpoints_is_requeued_and_completes(partition, job_name, tmp_path, data_root):
     # A 1-minute limit.  Slurm checks limits every 30 s, so the warning (SIGUSR2) comes 20-50 s before
     # the limit (10-40 s into the job) and the kill 0-30 s after it.  With 35 s of training one CI run
-    # finished unwarned (a late check, or a pace measured slow); with 80 s at the fastest pace measured
-    # the first attempt is warned while it trains even if the check comes 30 s late, and the later
-    # attempts are warned again or finish.
-    epochs = min(1000, max(20, round(80 / seconds_per_epoch(tmp_path / "pace"))))
+    # finished unwarned (a late check, or a pace measured slow).  Sized at 60 s of training at the fastest
+    # pace measured, the first attempt trains from ~8 s (start-up) to at least 68 s into the job, so the
+    # warning (at 40 s at the latest) finds it training, and the later attempts are warned again or finish.
+    epochs = min(1000, max(20, round(60 / seconds_per_epoch(tmp_path / "pace"))))
     run = ["latent=3", f"epochs={epochs}", *TINY]
     limits = ["hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=20", "hydra.launcher.max_num_timeout=10"]
     (tmp_path / "slurm").mkdir()
