@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU measurement in one short run, most important first (a run cut short still has the head):
-# the default pipeline on a fresh data root and again warm, the conv AE, training throughput against the
-# reference (fp32, bf16, compile), the networks' step times, and a sweep of small jobs.
+# the default pipeline on a fresh data root, again warm, the conv AE, the default under bf16; training
+# throughput against the reference (fp32); the networks' step times; a sweep of small jobs; then the
+# throughput under bf16 and torch.compile.
 # Usage, on a machine with a CUDA GPU and aebench installed:  bash benchmarks/gpu_check.sh [OUT_DIR]
 # AEBENCH_DATA should hold MNIST's raw files and no baseline cache, so that the first run is a first run.
 set -uo pipefail
