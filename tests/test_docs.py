@@ -12,14 +12,21 @@ import aebench.cli  # noqa: F401  (registers the schema and resolvers)
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TICKED = re.compile(r"`([^`]+)`")
+# A row whose meaning starts "conv:" or "dae:" (or "ae, dae, sae:") holds the default of that choice.
+CHOICES = {"mlp": "arch=mlp", "conv": "arch=conv", "ae": "model=ae", "vae": "model=vae", "dae": "model=dae",
+           "sae": "model=sae"}
 
 
-def option_rows() -> list[tuple[str, str]]:
-    """(option cell, default cell) of every row of the README's Options table."""
-    text = README.read_text()
-    table = text.split("### Options", 1)[1].split("\n\n", 2)[1]
-    rows = [line.split("|")[1:3] for line in table.splitlines()[2:] if line.startswith("|")]
-    return [(option.strip(), default.strip()) for option, default in rows]
+def option_rows() -> list[tuple[str, str, str]]:
+    """(option, default, meaning) cells of every row of the README's Options table."""
+    after = README.read_text().split("### Options", 1)[1].splitlines()
+    start = next(i for i, line in enumerate(after) if line.startswith("|"))
+    table = []
+    for line in after[start + 2 :]:  # past the header and its rule
+        if not line.startswith("|"):
+            break
+        table.append(tuple(cell.strip() for cell in line.split("|")[1:4]))
+    return table
 
 
 def literal(text: str):
@@ -32,25 +39,39 @@ def literal(text: str):
     return value
 
 
-def test_the_option_table_gives_the_configs_defaults():
+def composed(*overrides: str) -> dict:
     with initialize_config_module(version_base="1.3", config_module="aebench.conf"):
-        cfg = OmegaConf.to_container(compose("config"), resolve=True)
+        return OmegaConf.to_container(compose("config", overrides=list(overrides)), resolve=True)
+
+
+def test_the_option_table_gives_the_configs_defaults():
     checked = 0
-    for option_cell, default_cell in option_rows():
+    for option_cell, default_cell, meaning in option_rows():
         keys, defaults = TICKED.findall(option_cell), TICKED.findall(default_cell)
         if not defaults or TICKED.sub("", default_cell).strip(" ,"):  # words beside the values ("mlp `[512,256]`, …")
             continue
         if len(defaults) == 1:
             defaults = defaults * len(keys)
         assert len(keys) == len(defaults), option_cell
+        prefix = re.match(r"([a-z]+)(?:, [a-z]+)*:", meaning)
+        cfg = composed(CHOICES[prefix.group(1)]) if prefix and prefix.group(1) in CHOICES else composed()
         for key, default in zip(keys, defaults):
             node = cfg
             for part in key.split("."):
                 node = node[part]
             if isinstance(node, dict):  # a config group: its chosen option's name
-                if "name" not in node:
+                if "name" not in node:  # logger: none of its loggers on
+                    assert default == "none" and not any(v.get("enabled") for v in node.values()), key
                     continue
                 node = node["name"]
             assert node == literal(default), f"README says {key} defaults to {default}; the config has {node!r}"
             checked += 1
     assert checked >= 30, checked  # the table was found and read (38 values today)
+
+
+def test_the_per_network_hidden_defaults_are_the_readmes():
+    row = next(r for r in option_rows() if r[0] == "`arch.hidden`")
+    said = dict(re.findall(r"(mlp|conv) `([^`]+)`", row[1]))
+    for arch, default in said.items():
+        assert composed(f"arch={arch}")["arch"]["hidden"] == literal(default), (arch, default)
+    assert set(said) == {"mlp", "conv"}
