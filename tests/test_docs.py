@@ -1,6 +1,7 @@
 """The README's option table is what users read for defaults: it must say what the config holds."""
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -39,6 +40,7 @@ def literal(text: str):
     return value
 
 
+@functools.cache  # one composition per choice, not per row
 def composed(*overrides: str) -> dict:
     with initialize_config_module(version_base="1.3", config_module="aebench.conf"):
         return OmegaConf.to_container(compose("config", overrides=list(overrides)), resolve=True)

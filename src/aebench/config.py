@@ -33,7 +33,7 @@ class ArchConfig:
     hidden: List[int] = field(default_factory=lambda: [512, 256])  # dense widths, input side first
     decoder_hidden: Optional[List[int]] = None  # mlp: default hidden reversed
     activation: str = "gelu"  # relu | gelu | elu
-    channels: List[int] = field(default_factory=lambda: [16, 32, 64])  # conv: filters of each stride-2 convolution
+    channels: List[int] = field(default_factory=lambda: [16, 32, 64])  # conv: filters of each stride-2 convolution (models.nets.CONV_CHANNELS)
 
 
 @dataclass

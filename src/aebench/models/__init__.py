@@ -10,15 +10,15 @@ from typing import Sequence
 
 import torch
 
-from .nets import ACTIVATIONS, ARCHS, ConvNet, MLPNet, mlp, network
+from .nets import ACTIVATIONS, ARCHS, CONV_CHANNELS, ConvNet, MLPNet, mlp, network
 from .objectives import NOISES, OBJECTIVES, VAE, AutoEncoder, DenoisingAE, SparseAE, objective
 
-__all__ = ["ACTIVATIONS", "ARCHS", "NOISES", "OBJECTIVES", "AutoEncoder", "ConvNet", "DenoisingAE", "MLPNet",
+__all__ = ["ACTIVATIONS", "ARCHS", "CONV_CHANNELS", "NOISES", "OBJECTIVES", "AutoEncoder", "ConvNet", "DenoisingAE", "MLPNet",
            "SparseAE", "VAE", "build", "mlp", "network", "objective"]
 
 
 def build(name: str, image_shape: Sequence[int] | int, latent: int, hidden: Sequence[int], *, arch: str = "mlp",
-          decoder_hidden: Sequence[int] | None = None, activation: str = "relu", channels: Sequence[int] = (16, 32, 64),
+          decoder_hidden: Sequence[int] | None = None, activation: str = "relu", channels: Sequence[int] = CONV_CHANNELS,
           **objective_settings) -> AutoEncoder | VAE:
     """Objective ``name`` on the network ``arch`` for images of ``image_shape`` (an int: flat pixels, MLP only)."""
     net = network(arch, image_shape, hidden, decoder_hidden, activation, channels)

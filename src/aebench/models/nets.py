@@ -24,6 +24,7 @@ from torch import nn
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "elu": nn.ELU}
 ARCHS = ("mlp", "conv")
+CONV_CHANNELS = (16, 32, 64)  # the conv filters of conf/arch/conv.yaml, for callers that name none
 
 
 def mlp(sizes: Sequence[int], final_activation: bool, activation: str = "relu") -> nn.Sequential:
@@ -110,7 +111,7 @@ class ConvNet:
 
 
 def network(arch: str, image_shape: Sequence[int], hidden: Sequence[int], decoder_hidden: Sequence[int] | None = None,
-            activation: str = "relu", channels: Sequence[int] = (16, 32, 64)) -> MLPNet | ConvNet:
+            activation: str = "relu", channels: Sequence[int] = CONV_CHANNELS) -> MLPNet | ConvNet:
     """The network called ``arch`` for images of ``image_shape`` (an int: flat images of that many pixels)."""
     if arch == "mlp":
         return MLPNet(image_shape, hidden, decoder_hidden, activation)
