@@ -1,3 +1,3 @@
-from aebench.cli import main
+from aebench.cli import command
 
-main()
+command()
