@@ -267,10 +267,10 @@ def command() -> None:
     """The ``aebench`` command and ``python -m aebench``: :func:`main` in a process of its own.
 
     Importing torch, Hydra and OmegaConf leaves ~200 000 objects that live as long as the process;
-    frozen out of the cyclic collector's sight (``gc.freeze``), they are no longer walked by its full
-    passes during the run nor by the interpreter's shutdown (docs/speed.md, "Start-up and shutdown").  Objects
-    made later are collected as before.  ``main()`` itself does not freeze: tests call it in their
-    own process, where a freeze would keep earlier tests' garbage for good.
+    frozen out of the cyclic collector's sight (``gc.freeze``), they are no longer walked by its
+    full passes during the run nor by the interpreter's shutdown (docs/speed.md, "Start-up and
+    shutdown").  Objects made later are collected as before.  ``main()`` itself does not freeze:
+    tests call it in their own process, where a freeze would keep earlier tests' garbage for good.
     """
     gc.freeze()
     main()
