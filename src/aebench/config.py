@@ -17,9 +17,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from .errors import ConfigError
+from .models import ACTIVATIONS, ARCHS, CONV_CHANNELS, NOISES, OBJECTIVES
 
-MODELS = ("ae", "vae", "dae", "sae")  # objectives: aebench.models.objectives.OBJECTIVES
-ARCHS = ("mlp", "conv")  # networks: aebench.models.nets.ARCHS
 DATASETS = ("mnist", "fashion_mnist")
 SCHEDULERS = ("none", "step", "cosine")
 PRECISIONS = ("fp32", "bf16")
@@ -33,7 +32,7 @@ class ArchConfig:
     hidden: List[int] = field(default_factory=lambda: [512, 256])  # dense widths, input side first
     decoder_hidden: Optional[List[int]] = None  # mlp: default hidden reversed
     activation: str = "gelu"  # relu | gelu | elu
-    channels: List[int] = field(default_factory=lambda: [16, 32, 64])  # conv: filters of each stride-2 convolution (models.nets.CONV_CHANNELS)
+    channels: List[int] = field(default_factory=lambda: list(CONV_CHANNELS))  # conv: filters of each stride-2 convolution
 
 
 @dataclass
@@ -146,7 +145,7 @@ def _positive(key: str, value: Any, minimum: float = 1, integer: bool = True) ->
 
 def validate(cfg: DictConfig | Config) -> None:
     """Check ranges and combinations that types alone cannot express."""
-    _one_of("model", cfg.model.name, MODELS)
+    _one_of("model", cfg.model.name, OBJECTIVES)
     _one_of("arch", cfg.arch.name, ARCHS)
     _one_of("data", cfg.data.name, DATASETS)
     _positive("latent", cfg.latent)
@@ -154,12 +153,12 @@ def validate(cfg: DictConfig | Config) -> None:
     for key in ("hidden", "decoder_hidden", "channels"):
         for i, width in enumerate(cfg.arch.get(key) or []):
             _positive(f"arch.{key}[{i}]", width)
-    _one_of("arch.activation", cfg.arch.activation, ("relu", "gelu", "elu"))
+    _one_of("arch.activation", cfg.arch.activation, tuple(ACTIVATIONS))
     _one_of("model.code_activation", cfg.model.code_activation, ("none", "relu"))
     _one_of("model.recon_loss", cfg.model.recon_loss, ("bce", "mse"))
     if not cfg.model.beta >= 0:
         raise ConfigError(f"model.beta={cfg.model.beta!r} is not accepted; it must be a number >= 0")
-    _one_of("model.noise", cfg.model.noise, ("mask", "gaussian"))
+    _one_of("model.noise", cfg.model.noise, NOISES)
     if cfg.model.noise == "mask" and not 0 <= cfg.model.noise_level < 1:
         raise ConfigError(f"model.noise_level={cfg.model.noise_level!r} is not accepted for model.noise=mask; "
                           "it is the fraction of pixels dropped, in [0, 1)")

@@ -24,7 +24,7 @@ from torch import nn
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "elu": nn.ELU}
 ARCHS = ("mlp", "conv")
-CONV_CHANNELS = (16, 32, 64)  # the conv filters of conf/arch/conv.yaml, for callers that name none
+CONV_CHANNELS = (16, 32, 64)  # the conv filters of conf/arch/conv.yaml; the schema's default and callers that name none
 
 
 def mlp(sizes: Sequence[int], final_activation: bool, activation: str = "relu") -> nn.Sequential:

@@ -29,7 +29,7 @@ from torch import nn
 from .nets import ConvNet, MLPNet
 
 OBJECTIVES = ("ae", "vae", "dae", "sae")
-NOISES = ("gaussian", "mask")
+NOISES = ("mask", "gaussian")
 
 
 class _Autoencoder(nn.Module):
