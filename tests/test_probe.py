@@ -137,11 +137,11 @@ def test_read_outs_refuse_non_finite_features(bad):
 def test_knn_distances_stay_in_bounded_memory():
     """The chunk of queries is sized so that one distance matrix stays under its budget (a cache-sized one
     on a CPU), and is never empty."""
-    rows = probe._rows_per_chunk(60_000, itemsize=4)
+    rows = probe.rows_per_chunk(60_000, itemsize=4)
     assert rows * 60_000 * 4 <= probe.CHUNK_BYTES and rows >= 100
-    cpu_rows = probe._rows_per_chunk(60_000, itemsize=4, budget=probe.KNN_CPU_CHUNK_BYTES)
+    cpu_rows = probe.rows_per_chunk(60_000, itemsize=4, budget=probe.KNN_CPU_CHUNK_BYTES)
     assert cpu_rows * 60_000 * 4 <= probe.KNN_CPU_CHUNK_BYTES and cpu_rows >= 30
-    assert probe._rows_per_chunk(10**9, itemsize=4, budget=probe.KNN_CPU_CHUNK_BYTES) == 1
+    assert probe.rows_per_chunk(10**9, itemsize=4, budget=probe.KNN_CPU_CHUNK_BYTES) == 1
 
 
 def test_balanced_draws_are_balanced_and_seeded():

@@ -14,7 +14,7 @@ def tiny_data(n: int = 512) -> data.ImageData:
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(n, 64, generator=gen)
     y = torch.randint(0, 10, (n,), generator=gen)
-    return data.ImageData("synthetic", "synthetic", tuple(map(str, range(10))), x, y, x[:128], y[:128], (8, 8))
+    return data.ImageData.of_tensors("synthetic", tuple(map(str, range(10))), x, y, x[:128], y[:128], (1, 8, 8))
 
 
 def test_divergence_stops_the_run_and_keeps_the_last_finite_checkpoint(tmp_path):

@@ -2,10 +2,21 @@
 
 The raw-pixel probe and the PCA probe at a given size never change with the model,
 so they are computed once per dataset and setting and kept in
-``<data root>/<dataset folder>/aebench-baselines.json``.  A lock file beside it
-makes parallel jobs (joblib, a Slurm array) compute each value once: the others
-wait, then read it.  Where the data root cannot be written, values are computed
-and not kept.
+``<data root>/<dataset folder>/aebench-baselines.json`` (MNIST, Fashion-MNIST) or
+``<data root>/baselines/<data identity>.json`` (every other source: the identity names the
+files and the preprocessing, so two folders or two image sizes never share a number).  A lock
+file beside it makes parallel jobs (joblib, a Slurm array) compute each value once: the others
+wait, then read it.  Where the data root cannot be written, values are computed and not kept.
+
+Bounded for wide images (3 072 values for CIFAR-10, 27 648 for STL-10):
+
+- pixel probes read at most ``PIXEL_BYTES`` of float32 pixels (train and test together): every
+  image when they fit, else class-stratified seeded subsamples of both splits in proportion;
+- the PCA is exact (the covariance, accumulated batch by batch) up to ``PCA_EXACT_MAX`` features,
+  and randomized (``torch.svd_lowrank``, seeded) on a seeded subsample of ``PCA_FIT_ROWS`` train
+  images beyond; every image is then projected batch by batch.
+
+:func:`describe` says what each baseline was computed on, for metrics.json.
 """
 
 from __future__ import annotations
@@ -16,18 +27,64 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from . import atomic, data, probe
+from .data.base import seeded_subset, stratified_subset
 
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "aebench-baselines.json"
 FORMAT = "v5"  # bump when a cached number would be computed differently
+PIXEL_BYTES = 768 * 2**20  # pixel probes: at most this much float32 pixels (train + test)
+PCA_EXACT_MAX = 4096  # features up to this: exact PCA; wider: randomized on a subsample
+PCA_FIT_ROWS = 5000  # the randomized PCA's subsample of train images
+SUBSAMPLE_SEED = 0  # which images the subsamples hold: fixed per dataset, not per run
 
 
-def cache_path(root: Path, dataset: str) -> Path:
-    return Path(root) / data.spec_for(dataset).folder / CACHE_FILE
+def cache_path(root: Path, ds: data.ImageData) -> Path:
+    if ds.name in data.SPECS:  # where 0.3 kept them: its cached numbers stay valid
+        return Path(root) / data.spec_for(ds.name).folder / CACHE_FILE
+    return Path(root) / "baselines" / f"{ds.identity}.json"
+
+
+def pixel_subsample(ds: data.ImageData) -> tuple[np.ndarray, np.ndarray] | None:
+    """Train and test indices for the pixel probes when all the pixels exceed ``PIXEL_BYTES``, else None."""
+    total = 4 * ds.input_dim * (len(ds.train) + len(ds.test))
+    if total <= PIXEL_BYTES:
+        return None
+    share = PIXEL_BYTES / total
+    n_classes = len(ds.classes or ())
+    picks = []
+    for split in (ds.train, ds.test):
+        n = max(n_classes, int(len(split) * share))
+        picks.append(stratified_subset(split.y.cpu().numpy(), n, SUBSAMPLE_SEED))
+    return picks[0], picks[1]
+
+
+def pixels(ds: data.ImageData) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(train pixels, train labels, test pixels, test labels) for the pixel probes: see :func:`pixel_subsample`."""
+    sub = pixel_subsample(ds)
+    if sub is None:
+        if ds.train.resident and ds.test.resident:
+            return ds.train.x, ds.train.y, ds.test.x, ds.test.y
+        sub = np.arange(len(ds.train)), np.arange(len(ds.test))
+    (tr, te) = (torch.from_numpy(i) for i in sub)
+    return ds.train.take(tr), ds.train.y[tr.to(ds.device)], ds.test.take(te), ds.test.y[te.to(ds.device)]
+
+
+def describe(ds: data.ImageData, latent: int) -> dict[str, str]:
+    """What each baseline was computed on, in words (for metrics.json)."""
+    sub = pixel_subsample(ds)
+    pixel = (f"every image ({len(ds.train)} train, {len(ds.test)} test), {ds.input_dim} values each" if sub is None else
+             f"class-stratified seeded subsamples of {len(sub[0])} train and {len(sub[1])} test images "
+             f"(of {len(ds.train)} and {len(ds.test)}; {ds.input_dim} values each exceed {PIXEL_BYTES >> 20} MiB)")
+    dim = min(latent, ds.input_dim)
+    pca = (f"exact PCA to {dim} of the {len(ds.train)} train images" if ds.input_dim <= PCA_EXACT_MAX else
+           f"randomized PCA to {dim} fitted on a seeded subsample of {min(PCA_FIT_ROWS, len(ds.train))} train images "
+           f"({ds.input_dim} values each), every image projected")
+    return {"pixel_probe": pixel, "pca_probe": pca}
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -62,7 +119,7 @@ def cached(path: Path, key: str, compute: Callable[[], Any], what: str) -> Any:
 
 
 def _setting(ds: data.ImageData, l2: float, tol: float) -> str:
-    return f"train{len(ds.train_x)}-test{len(ds.test_x)}-l2{l2}-tol{tol}"
+    return f"train{len(ds.train)}-test{len(ds.test)}-l2{l2}-tol{tol}"
 
 
 def _accuracy(result: probe.ProbeResult, what: str, max_iter: int) -> float:
@@ -75,16 +132,45 @@ def _accuracy(result: probe.ProbeResult, what: str, max_iter: int) -> float:
 def pixel_probe(ds: data.ImageData, root: Path, l2: float, tol: float, max_iter: int) -> float:
     """Test accuracy of the linear probe on the raw (standardised) pixels."""
     def compute() -> float:
-        result = probe.linear_probe(ds.train_x, ds.train_y, ds.test_x, ds.test_y, len(ds.classes), l2, tol, max_iter)
+        result = probe.linear_probe(*pixels(ds), len(ds.classes), l2, tol, max_iter)
         return _accuracy(result, "probe on raw pixels", max_iter)
 
-    return cached(cache_path(root, ds.name), f"pixels-{_setting(ds, l2, tol)}", compute, "probe on raw pixels")
+    return cached(cache_path(root, ds), f"pixels-{_setting(ds, l2, tol)}", compute, "probe on raw pixels")
 
 
 def pca_features(ds: data.ImageData, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Train and test images projected on the top ``dim`` principal directions of the train images."""
-    mean, components = probe.pca_fit(ds.train_x, dim)
-    return probe.pca_project(ds.train_x, mean, components), probe.pca_project(ds.test_x, mean, components)
+    if ds.train.resident and ds.test.resident and ds.input_dim <= PCA_EXACT_MAX:
+        mean, components = probe.pca_fit(ds.train.x, dim)
+        return probe.pca_project(ds.train.x, mean, components), probe.pca_project(ds.test.x, mean, components)
+    mean, components = _pca_fit_bounded(ds.train, dim)
+    rows = probe.rows_per_chunk(ds.input_dim)
+    project = lambda split: torch.cat([probe.pca_project(b, mean, components) for b in split.batches(rows)])  # noqa: E731
+    return project(ds.train), project(ds.test)
+
+
+def _pca_fit_bounded(split: data.Split, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`aebench.probe.pca_fit` read batch by batch (exact), or randomized on a subsample (wide images)."""
+    d = split.pixels
+    rows = probe.rows_per_chunk(d)
+    if d <= PCA_EXACT_MAX:
+        total = torch.zeros(d, dtype=torch.float64, device=split.device)
+        for b in split.batches(rows):
+            total += b.sum(0, dtype=torch.float64)
+        mean = total / len(split)
+        cov = torch.zeros(d, d, dtype=torch.float64, device=split.device)
+        for b in split.batches(rows):
+            centred = b.double() - mean
+            cov.addmm_(centred.T, centred)
+        _, vecs = torch.linalg.eigh(cov / max(len(split) - 1, 1))
+        return mean.unsqueeze(0), vecs[:, -dim:].flip(1)
+    idx = torch.from_numpy(seeded_subset(len(split), PCA_FIT_ROWS, SUBSAMPLE_SEED))
+    x = split.take(idx)
+    mean = x.double().mean(0, keepdim=True)
+    with torch.random.fork_rng(devices=[]):  # the run's own random stream stays as it was
+        torch.manual_seed(SUBSAMPLE_SEED)
+        _, _, v = torch.svd_lowrank(x - mean.float(), q=min(dim + 10, *x.shape), niter=4)
+    return mean, v[:, :dim].double()
 
 
 Features = Callable[[], tuple[torch.Tensor, torch.Tensor]]
@@ -102,10 +188,10 @@ def pca_probe(ds: data.ImageData, root: Path, dim: int, l2: float, tol: float, m
 
     def compute() -> float:
         train, test = features() if features is not None else pca_features(ds, dim)
-        result = probe.linear_probe(train, ds.train_y, test, ds.test_y, len(ds.classes), l2, tol, max_iter)
+        result = probe.linear_probe(train, ds.train.y, test, ds.test.y, len(ds.classes), l2, tol, max_iter)
         return _accuracy(result, f"probe on a PCA of the pixels to {dim}", max_iter)
 
-    return cached(cache_path(root, ds.name), f"pca{dim}-{_setting(ds, l2, tol)}", compute, f"probe on a PCA of the pixels to {dim}")
+    return cached(cache_path(root, ds), f"pca{dim}-{_setting(ds, l2, tol)}", compute, f"probe on a PCA of the pixels to {dim}")
 
 
 def budget_probes(ds: data.ImageData, root: Path, kind: str, dim: int | None, budgets: list[int], draws: int, seed: int,
@@ -120,9 +206,10 @@ def budget_probes(ds: data.ImageData, root: Path, kind: str, dim: int | None, bu
     def compute() -> dict[str, dict]:
         if kind == "pca":
             train, test = features() if features is not None else pca_features(ds, min(dim or 1, ds.input_dim))
+            train_y, test_y = ds.train.y, ds.test.y
         else:
-            train, test = ds.train_x, ds.test_x
-        return probe.label_budget_probes(train, ds.train_y, test, ds.test_y, budgets, draws, seed, len(ds.classes),
+            train, train_y, test, test_y = pixels(ds)
+        return probe.label_budget_probes(train, train_y, test, test_y, budgets, draws, seed, len(ds.classes),
                                          penalty, tol, max_iter)
 
-    return cached(cache_path(root, ds.name), key, compute, f"{kind} probes on {', '.join(map(str, budgets))} labels")
+    return cached(cache_path(root, ds), key, compute, f"{kind} probes on {', '.join(map(str, budgets))} labels")

@@ -179,7 +179,8 @@ def run_job(cfg: DictConfig) -> float:
         write_status(out, cfg, "failed", error_line)
         return math.nan
     print_summary(metrics, out)
-    return float(metrics["probe_accuracy"])
+    # what a sweeper optimises; NaN for unlabelled images (no probe)
+    return float(metrics["probe_accuracy"]) if metrics.get("probe_accuracy") is not None else math.nan
 
 
 def check_resume_target(argv: list[str]) -> None:
@@ -207,6 +208,8 @@ def print_summary(metrics: dict[str, Any], out: Path) -> None:
     ]
     c = metrics["config"]
     lines = [f"aebench: {c['model']} ({c['arch']}) latent={c['latent']} finished in {metrics['seconds']['total']:.1f} s -> {out}"]
+    if metrics.get("skipped"):
+        lines.append(f"  skipped: {metrics['skipped']}")
     for key, meaning in rows:
         value = metrics.get(key)
         if value is not None:

@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
+
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -307,49 +309,56 @@ def _figures(done: list[dict[str, Any]], groups: list[dict[str, Any]], out: Path
 
     if reconstructions:
         try:
-            originals, recon_rows = _reconstruct_by_job(done)
+            originals, recon_rows, ink = _reconstruct_by_job(done)
         except Exception as e:  # noqa: BLE001 - a missing checkpoint or dataset only costs this figure
             log.warning("skipped %s: %s", FIGURES["reconstructions"], first_line(e))
         else:
             if recon_rows:
-                plots.reconstruction_rows(originals, recon_rows, out / FIGURES["reconstructions"])
+                plots.reconstruction_rows(originals, recon_rows, out / FIGURES["reconstructions"], ink=ink)
                 written.append(FIGURES["reconstructions"])
     return written
 
 
-def _reconstruct_by_job(done: list[dict[str, Any]]) -> tuple[Any, dict[str, Any]]:
-    """The first test image of each class, reconstructed by every job's final model."""
+def _reconstruct_by_job(done: list[dict[str, Any]]) -> tuple[Any, dict[str, Any], bool]:
+    """The first test image of each class (the first ten test images where there are no labels), reconstructed
+    by every job's final model; jobs on data other than the first job's are left out (their images differ)."""
     import torch
 
     from . import data, pipeline
 
-    datasets: dict[tuple, Any] = {}
     originals = None
+    first_data: dict[str, Any] | None = None
     rows = {}
+    ink = True
     for r in sorted(done, key=lambda r: (r["latent"], r["model"], r["arch"])):
         ckpt_path = Path(r["run_dir"]) / pipeline.CHECKPOINT
         if not ckpt_path.is_file():
             continue
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         cfg = OmegaConf.create(ckpt["config"])
-        spec = data.spec_for(cfg.data.name)
-        key = (cfg.data.name, cfg.data.root)
-        if key not in datasets:  # only the test split is needed: skip the 60 000 training images
-            raw = data.prepare(cfg.data.name, data.resolve_root(cfg.data.root), download=cfg.data.download)
-            test_x, test_y = data.load_split(raw, "t10k", torch.device("cpu"))
-            first = [int(torch.nonzero(test_y == c)[0]) for c in range(len(spec.classes))]
-            datasets[key] = test_x[first]
-        x = datasets[key]
-        model = pipeline.build_model(cfg, spec.image_shape)
+        cfg.data = data.as_config(cfg.data)  # runs of older versions lack the newer data.* settings
+        data_cfg = OmegaConf.to_container(cfg.data)
+        data_cfg.pop("root", None), data_cfg.pop("download", None)
+        if first_data is None:
+            first_data = data_cfg
+            arrays = data.open_arrays(cfg.data, data.resolve_root(cfg.data.root), ("test",))
+            x_u8, y = arrays.splits["test"]
+            first = [int(np.flatnonzero(y == c)[0]) for c in range(len(arrays.classes))] if y is not None \
+                else list(range(min(10, len(x_u8))))
+            shape, ink = arrays.image_shape, arrays.ink
+            x = torch.from_numpy(np.ascontiguousarray(x_u8[first]).reshape(len(first), -1)).float().div_(255.0)
+            originals = pipeline.as_images(x, shape)
+        elif data_cfg != first_data:
+            log.info("reconstructions figure: %s left out (other data than the first job's)", r["label"])
+            continue
+        model = pipeline.build_model(cfg, shape)
         model.load_state_dict(ckpt["model"])
         model.eval()
         with torch.no_grad():
-            recon = model.reconstruct(x).reshape(-1, *spec.image_shape[-2:]).numpy()
-        if originals is None:
-            originals = x.reshape(-1, *spec.image_shape[-2:]).numpy()
+            recon = pipeline.as_images(model.reconstruct(x), shape)
         name = f"{r['model'].upper()} ({r['arch']}), latent {r['latent']}"
         rows[name if name not in rows else f"{name} ({r['label']})"] = recon
-    return originals, rows
+    return originals, rows, ink
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

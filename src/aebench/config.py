@@ -9,6 +9,7 @@ Every error is one line saying what is wrong and what is accepted.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
@@ -16,10 +17,12 @@ import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from .data import SOURCES, DataConfig
 from .errors import ConfigError
 from .models import ACTIVATIONS, ARCHS, CONV_CHANNELS, NOISES, OBJECTIVES
 
-DATASETS = ("mnist", "fashion_mnist")
+DATASETS = tuple(SOURCES)
+PREPROCESSING_SOURCES = ("folder",)  # the sources that take data.image_size and data.channels
 SCHEDULERS = ("none", "step", "cosine")
 PRECISIONS = ("fp32", "bf16")
 
@@ -46,15 +49,6 @@ class ModelConfig:
     noise: str = "mask"  # dae: mask (drop pixels) | gaussian (add noise)
     noise_level: float = 0.5  # dae: fraction of pixels dropped, or the noise's sigma
     sparsity: float = 1e-3  # sae: weight of the L1 penalty on the code
-
-
-@dataclass
-class DataConfig:
-    name: str = MISSING  # mnist | fashion_mnist
-    root: Optional[str] = None  # default: $AEBENCH_DATA or ~/.cache/aebench
-    download: bool = True  # try torchvision's download before the offline source
-    train_subset: Optional[int] = None  # first N training images (None: all)
-    test_subset: Optional[int] = None  # first N test images (None: all)
 
 
 @dataclass
@@ -166,10 +160,7 @@ def validate(cfg: DictConfig | Config) -> None:
         raise ConfigError(f"model.noise_level={cfg.model.noise_level!r} is not accepted; it must be a finite number >= 0")
     if not (cfg.model.sparsity >= 0 and math.isfinite(cfg.model.sparsity)):
         raise ConfigError(f"model.sparsity={cfg.model.sparsity!r} is not accepted; it must be a finite number >= 0")
-    for key in ("train_subset", "test_subset"):
-        value = getattr(cfg.data, key)
-        if value is not None:
-            _positive(f"data.{key}", value, minimum=2)
+    validate_data(cfg.data)
     _positive("train.batch_size", cfg.train.batch_size)
     if not (cfg.train.lr > 0 and math.isfinite(cfg.train.lr)):
         raise ConfigError(f"train.lr={cfg.train.lr!r} is not accepted; it must be a finite number > 0")
@@ -204,6 +195,28 @@ def validate(cfg: DictConfig | Config) -> None:
     resolve_device(cfg.device)
 
 
+def validate_data(d: DictConfig | DataConfig) -> None:
+    for key in ("train_subset", "test_subset"):
+        value = getattr(d, key)
+        if value is not None:
+            _positive(f"data.{key}", value, minimum=2)
+    if d.name == "folder" and not d.path:
+        raise ConfigError("data=folder needs data.path=<a folder of images> (<dir>/<class>/<image>, "
+                          "or <dir>/train/<class>/... and <dir>/test/<class>/...)")
+    if d.image_size is not None:
+        _positive("data.image_size", d.image_size)
+    _one_of("data.channels", str(d.channels), ("auto", "1", "3"))
+    if d.name not in PREPROCESSING_SOURCES:
+        for key, default in (("image_size", None), ("channels", "auto")):
+            if getattr(d, key) != default and str(getattr(d, key)) != default:
+                raise ConfigError(f"data.{key}={getattr(d, key)} is not accepted for data={d.name}, whose images have "
+                                  f"one size and mode; it applies to data=folder")
+    if not 0 < d.test_fraction < 1:
+        raise ConfigError(f"data.test_fraction={d.test_fraction!r} is not accepted; it must be in (0, 1)")
+    if d.unlabeled and d.name != "stl10":
+        raise ConfigError(f"data.unlabeled=true is not accepted for data={d.name}; only stl10 has unlabelled images")
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` → the first CUDA GPU if there is one, else the CPU; check the rest exist."""
     if name == "auto":
@@ -232,7 +245,7 @@ def summary(cfg: DictConfig) -> dict[str, Any]:
         "latent": cfg.latent,
         "hidden": list(cfg.arch.hidden),
         "channels": list(cfg.arch.channels) if cfg.arch.name == "conv" else None,
-        "dataset": cfg.data.name,
+        "dataset": dataset_label(cfg.data),
         "epochs": cfg.epochs,
         "batch_size": cfg.train.batch_size,
         "lr": cfg.train.lr,
@@ -244,6 +257,14 @@ def summary(cfg: DictConfig) -> dict[str, Any]:
         "test_subset": cfg.data.test_subset,
         "experiment": cfg.get("experiment_name"),
     }
+
+
+def dataset_label(d: DictConfig) -> str:
+    """The data's short name in summaries: the dataset, or ``folder:<name>[@<size>px]`` for a folder."""
+    if d.name != "folder" or not d.get("path"):
+        return d.name
+    label = f"folder:{Path(d.path).expanduser().resolve().name}"
+    return label + (f"@{d.image_size}px" if d.get("image_size") else "")
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import __version__, atomic, baselines, config, data, models, probe, tracking
 from .errors import CheckpointError, ConfigError
-from .train import Trainer, TrainSettings, flush_denormals
+from .train import Trainer, TrainSettings, batches, eval_batch, flush_denormals
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,12 @@ def build_model(cfg: DictConfig, image_shape: tuple[int, ...]) -> torch.nn.Modul
 
 
 @torch.no_grad()
-def encode_all(model: torch.nn.Module, x: torch.Tensor, batch: int = 10_000) -> torch.Tensor:
+def encode_all(model: torch.nn.Module, x: torch.Tensor | data.Split, batch: int | None = None) -> torch.Tensor:
+    """The codes of every image of ``x`` (flat images, or a split), in batches of :func:`~aebench.train.eval_batch`."""
     was_training = model.training
     model.eval()
-    codes = torch.cat([model.encode(x[i : i + batch]).float() for i in range(0, len(x), batch)])
+    batch = batch or eval_batch(x.shape[1] if isinstance(x, torch.Tensor) else x.pixels)
+    codes = torch.cat([model.encode(b).float() for b in batches(x, batch)])
     model.train(was_training)
     return codes
 
@@ -97,7 +99,7 @@ def device_name(device: torch.device) -> str:
 def fit_probe(cfg: DictConfig, ds: data.ImageData, train_x: torch.Tensor, test_x: torch.Tensor,
               init: tuple[torch.Tensor, torch.Tensor] | None = None) -> probe.ProbeResult:
     """The linear probe with the run's settings, on features of the train and test images."""
-    result = probe.linear_probe(train_x, ds.train_y, test_x, ds.test_y, len(ds.classes),
+    result = probe.linear_probe(train_x, ds.train.y, test_x, ds.test.y, len(ds.classes),
                                 cfg.probe.l2, cfg.probe.tol, cfg.probe.max_iter, init=init)
     if not result.converged:
         log.warning("probe stopped at max_iter=%d before converging (gradient %.2g)", cfg.probe.max_iter, result.grad_norm)
@@ -121,7 +123,7 @@ class EpochProbe:
 
     def __call__(self, model: torch.nn.Module) -> dict[str, Any]:
         t0 = time.perf_counter()
-        self.codes = {"train": encode_all(model, self.ds.train_x), "test": encode_all(model, self.ds.test_x)}
+        self.codes = {"train": encode_all(model, self.ds.train), "test": encode_all(model, self.ds.test)}
         self.result = fit_probe(self.cfg, self.ds, self.codes["train"], self.codes["test"], init=self.init)
         self.init = (self.result.weight.cpu(), self.result.bias.cpu())
         self.seconds += time.perf_counter() - t0
@@ -188,20 +190,28 @@ def _run(cfg: DictConfig, run_dir: Path, device: torch.device, checkpoint: dict[
 
     t = time.perf_counter()
     root = data.resolve_root(cfg.data.root)
-    ds = data.load(cfg.data.name, root, device, cfg.data.train_subset, cfg.data.test_subset, cfg.data.download)
+    ds = data.load(cfg.data, root, device)
     seconds["data"] = time.perf_counter() - t
-    log.info("%s: %d train / %d test images on %s", ds.title, len(ds.train_x), len(ds.test_x), device)
+    extra = f" (pretraining on {len(ds.pretrain)})" if len(ds.pretrain) != len(ds.train) else ""
+    log.info("%s: %d train / %d test images%s of %s on %s", ds.title, len(ds.train), len(ds.test), extra,
+             "x".join(map(str, ds.image_shape)), device)
+    skipped = None if ds.labelled else \
+        f"{ds.title} has no labels (no class folders, or one only): no probe, k-NN, label budgets or baselines"
+    if skipped:
+        log.warning("%s", skipped)
 
     t = time.perf_counter()
     p = cfg.probe
-    pca = functools.cache(functools.partial(baselines.pca_features, ds, min(cfg.latent, ds.input_dim)))  # fitted once, if needed
-    pca_probe = baselines.pca_probe(ds, root, cfg.latent, p.l2, p.tol, p.max_iter, features=pca)
-    pixel_probe = baselines.pixel_probe(ds, root, p.l2, p.tol, p.max_iter) if p.pixel_baseline else None
-    budgets = list(p.label_budgets)
+    budgets = list(p.label_budgets) if ds.labelled else []
     budget_args = (budgets, p.budget_draws, cfg.seed, p.budget_penalty, p.tol, p.max_iter)
-    pca_budgets = baselines.budget_probes(ds, root, "pca", cfg.latent, *budget_args, features=pca) if budgets else None
-    del pca
-    pixel_budgets = baselines.budget_probes(ds, root, "pixels", None, *budget_args) if budgets and p.pixel_baseline else None
+    pca_probe = pixel_probe = pca_budgets = pixel_budgets = None
+    if ds.labelled:
+        pca = functools.cache(functools.partial(baselines.pca_features, ds, min(cfg.latent, ds.input_dim)))  # fitted once, if needed
+        pca_probe = baselines.pca_probe(ds, root, cfg.latent, p.l2, p.tol, p.max_iter, features=pca)
+        pixel_probe = baselines.pixel_probe(ds, root, p.l2, p.tol, p.max_iter) if p.pixel_baseline else None
+        pca_budgets = baselines.budget_probes(ds, root, "pca", cfg.latent, *budget_args, features=pca) if budgets else None
+        del pca
+        pixel_budgets = baselines.budget_probes(ds, root, "pixels", None, *budget_args) if budgets and p.pixel_baseline else None
     seconds["baselines"] = time.perf_counter() - t
 
     model = build_model(cfg, ds.image_shape).to(device)
@@ -217,7 +227,7 @@ def _run(cfg: DictConfig, run_dir: Path, device: torch.device, checkpoint: dict[
         checkpoint_path=run_dir / CHECKPOINT,
         checkpoint_extra={"aebench_version": __version__, "config": config.to_container(cfg), "tracking": tracker.state},
         run_dir=run_dir,
-        epoch_metrics=epoch_probe if p.every_epoch else None,
+        epoch_metrics=epoch_probe if p.every_epoch and ds.labelled else None,
         on_history=on_history,
         progress=progress,
     )
@@ -232,24 +242,27 @@ def _run(cfg: DictConfig, run_dir: Path, device: torch.device, checkpoint: dict[
     seconds["pretrain"] = time.perf_counter() - t - epoch_probe.seconds
 
     final = history[-1]
-    if epoch_probe.result is None:  # no probe ran after the last epoch (probe.every_epoch=false, or nothing left to train)
-        epoch_probe(model)
-    train_codes, test_codes = epoch_probe.codes["train"], epoch_probe.codes["test"]
-    probe_accuracy = final.get("probe_accuracy", epoch_probe.result.accuracy)
-    t = time.perf_counter()
-    knn = probe.knn_accuracy(train_codes, ds.train_y, test_codes, ds.test_y, p.knn_k, len(ds.classes))
-    seconds["probe"] = epoch_probe.seconds + time.perf_counter() - t
-    code_budgets = None
+    probe_accuracy = knn = code_budgets = None
+    if not ds.labelled:
+        test_codes = encode_all(model, ds.test)
+    else:
+        if epoch_probe.result is None:  # no probe ran after the last epoch (probe.every_epoch=false, or nothing left to train)
+            epoch_probe(model)
+        train_codes, test_codes = epoch_probe.codes["train"], epoch_probe.codes["test"]
+        probe_accuracy = final.get("probe_accuracy", epoch_probe.result.accuracy)
+        t = time.perf_counter()
+        knn = probe.knn_accuracy(train_codes, ds.train.y, test_codes, ds.test.y, p.knn_k, len(ds.classes))
+        seconds["probe"] = epoch_probe.seconds + time.perf_counter() - t
     if budgets:
         t = time.perf_counter()
-        code_budgets = probe.label_budget_probes(train_codes, ds.train_y, test_codes, ds.test_y, budget_args[0],
+        code_budgets = probe.label_budget_probes(train_codes, ds.train.y, test_codes, ds.test.y, budget_args[0],
                                                  budget_args[1], cfg.seed, len(ds.classes), *budget_args[3:])
         seconds["label_budgets"] = time.perf_counter() - t
         for n, result in code_budgets.items():
             if "skipped" in result:
                 log.info("label budget skipped: %s", result["skipped"])
 
-    tracker.log_embedding(test_codes, ds.test_y, ds.test_x.reshape(-1, *ds.image_shape), ds.classes, cfg.seed)
+    tracker.log_embedding(test_codes, ds.test.y, ds.test, ds.classes or ("images",), cfg.seed)
 
     if cfg.figures:
         t = time.perf_counter()
@@ -277,6 +290,8 @@ def _run(cfg: DictConfig, run_dir: Path, device: torch.device, checkpoint: dict[
         "test_loss": final["test_loss"],
         "dead_code_units": probe.dead_units(test_codes),
         "epochs_trained": final["epoch"],
+        "skipped": skipped,
+        "data": {**ds.describe(), "baselines": baselines.describe(ds, cfg.latent) if ds.labelled else None},
         "config": config.summary(cfg),
         "versions": versions(),
         "device": device_name(device),
@@ -300,7 +315,7 @@ def peak_memory(device: torch.device) -> dict[str, float | None]:
 
 
 def figure_label(cfg: DictConfig, ds: data.ImageData) -> str:
-    return f"{cfg.model.name.upper()} ({cfg.arch.name}), latent {cfg.latent}, {ds.title}"
+    return f"{cfg.model.name.upper()} ({cfg.arch.name}), latent {cfg.latent}, {ds.label if ds.name == 'folder' else ds.title}"
 
 
 def loss_label(cfg: DictConfig) -> str:
@@ -319,8 +334,15 @@ def draw_label_efficiency(cfg: DictConfig, ds: data.ImageData, budgets: dict[str
                           full: dict[str, float | None], fig_dir: Path) -> None:
     from . import plots  # matplotlib: imported only by runs that draw
 
-    plots.label_efficiency(budgets, full, len(ds.train_x), f"Linear probe with few labels ({figure_label(cfg, ds)})",
+    plots.label_efficiency(budgets, full, len(ds.train), f"Linear probe with few labels ({figure_label(cfg, ds)})",
                            fig_dir / "label_efficiency.png")
+
+
+def as_images(flat: torch.Tensor, image_shape: tuple[int, int, int]) -> np.ndarray:
+    """Flat images (n, C*H*W) as numpy for figures: (n, H, W) grey, or (n, H, W, 3) colour."""
+    c, h, w = image_shape
+    x = flat.float().reshape(-1, c, h, w).cpu().numpy()
+    return x[:, 0] if c == 1 else x.transpose(0, 2, 3, 1)
 
 
 @torch.no_grad()
@@ -329,40 +351,41 @@ def draw_figures(cfg: DictConfig, model: torch.nn.Module, ds: data.ImageData, hi
     from . import plots  # matplotlib: ~0.75 s of import, paid only by runs that draw
 
     model.eval()
-    h, w = ds.image_shape[-2:]  # the datasets here are grey-scale: one channel
+    shape, test, n_test = ds.image_shape, ds.test, len(ds.test)
     rng = torch.Generator().manual_seed(cfg.seed)  # which images are shown; fixed by the seed
     label = figure_label(cfg, ds)
-    as_images = lambda t: t.float().reshape(-1, h, w).cpu().numpy()  # noqa: E731
+    show = functools.partial(as_images, image_shape=shape)
+    ink = ds.ink  # grey digits and clothes: dark on light, as printed
 
     plots.loss_curves(history, loss_label(cfg), fig_dir / "loss.png")
 
-    pick = torch.randperm(len(ds.test_x), generator=rng)[:64].to(ds.test_x.device)
-    x = ds.test_x[pick]
-    plots.reconstructions(as_images(x), as_images(model.reconstruct(x)), f"Reconstructions of test images ({label})",
-                          fig_dir / "reconstructions.png")
+    pick = torch.randperm(n_test, generator=rng)[:64]
+    x = test.take(pick)
+    plots.reconstructions(show(x), show(model.reconstruct(x)), f"Reconstructions of test images ({label})",
+                          fig_dir / "reconstructions.png", ink=ink)
 
-    labels = ds.test_y.cpu()
-    per_class_idx = []
-    for c in range(len(ds.classes)):
-        members = torch.nonzero(labels == c).flatten()
-        chosen = members[torch.randperm(len(members), generator=rng)[:10]]
-        if len(chosen) < 10:  # tiny test subsets: repeat what there is (or leave blank)
-            chosen = chosen.repeat(10)[:10] if len(chosen) else chosen
-        per_class_idx.append(chosen)
-    if all(len(c) == 10 for c in per_class_idx):
-        idx = torch.stack(per_class_idx).to(ds.test_x.device)
-        originals = ds.test_x[idx.flatten()]
-        plots.per_class(as_images(originals).reshape(len(ds.classes), 10, h, w),
-                        as_images(model.reconstruct(originals)).reshape(len(ds.classes), 10, h, w),
-                        ds.classes, f"10 random test images per class and their reconstructions ({label})",
-                        fig_dir / "per_digit.png")
+    labels = test.y.cpu() if test.y is not None else None
+    if labels is not None:
+        per_class_idx = []
+        for c in range(len(ds.classes)):
+            members = torch.nonzero(labels == c).flatten()
+            chosen = members[torch.randperm(len(members), generator=rng)[:10]]
+            if len(chosen) < 10:  # tiny test subsets: repeat what there is (or leave blank)
+                chosen = chosen.repeat(10)[:10] if len(chosen) else chosen
+            per_class_idx.append(chosen)
+        if all(len(c) == 10 for c in per_class_idx):
+            originals = test.take(torch.stack(per_class_idx).flatten())
+            grid_shape = (len(ds.classes), 10, *show(originals[:1]).shape[1:])
+            plots.per_class(show(originals).reshape(grid_shape), show(model.reconstruct(originals)).reshape(grid_shape),
+                            ds.classes, f"10 random test images per class and their reconstructions ({label})",
+                            fig_dir / "per_digit.png", ink=ink)
 
     curve = [row for row in history if row.get("probe_accuracy") is not None]
     if curve:
         plots.probe_curve([r["epoch"] for r in curve], [r["probe_accuracy"] for r in curve], references,
                           f"Linear probe on frozen codes ({label})", fig_dir / "probe_accuracy.png")
 
-    shown = torch.randperm(len(ds.test_x), generator=rng)[:5000]
+    shown = torch.randperm(n_test, generator=rng)[:5000]
     codes = test_codes[shown.to(test_codes.device)]
     if codes.shape[1] <= 2:
         points, axis = codes, "code unit {}"
@@ -371,21 +394,23 @@ def draw_figures(cfg: DictConfig, model: torch.nn.Module, ds: data.ImageData, hi
     else:
         mean, comps = probe.pca_fit(test_codes, 2)
         points, axis = probe.pca_project(codes, mean, comps), "principal component {} of the codes"
-    plots.latent_scatter(points.cpu().numpy(), labels[shown].numpy(), ds.classes,
-                         f"Codes of test images ({label})", axis, fig_dir / "latent_space.png")
+    plots.latent_scatter(points.cpu().numpy(), labels[shown].numpy() if labels is not None else None,
+                         ds.classes or ("test images (no labels)",), f"Codes of test images ({label})", axis,
+                         fig_dir / "latent_space.png")
 
     if cfg.model.name == "vae":
-        gen = torch.Generator(device=ds.test_x.device).manual_seed(cfg.seed)
-        plots.image_sheet(as_images(model.sample(64, generator=gen)), 8, f"Decoded draws from the prior N(0, I) ({label})",
-                          fig_dir / "samples.png")
-        n_paths = min(8, len(ds.test_x) // 2)
-        pairs = torch.randperm(len(ds.test_x), generator=rng)[: 2 * n_paths].to(ds.test_x.device)
-        z = model.encode(ds.test_x[pairs]).float()
+        gen = torch.Generator(device=ds.device).manual_seed(cfg.seed)
+        plots.image_sheet(show(model.sample(64, generator=gen)), 8, f"Decoded draws from the prior N(0, I) ({label})",
+                          fig_dir / "samples.png", ink=ink)
+        n_paths = min(8, n_test // 2)
+        pairs = torch.randperm(n_test, generator=rng)[: 2 * n_paths]
+        z = model.encode(test.take(pairs)).float()
         start, end = z[:n_paths], z[n_paths:]
         steps = torch.linspace(0, 1, 10, device=z.device)
         path = start[:, None, :] * (1 - steps)[None, :, None] + end[:, None, :] * steps[None, :, None]
         if n_paths:
-            plots.image_sheet(as_images(model.decode(path.reshape(-1, z.shape[1]))), 10,
+            plots.image_sheet(show(model.decode(path.reshape(-1, z.shape[1]))), 10,
                               f"Decoded straight paths between the codes (mu) of two test images ({label})",
-                              fig_dir / "interpolation.png", xlabel="from the first image (left) to the second (right)")
+                              fig_dir / "interpolation.png", xlabel="from the first image (left) to the second (right)",
+                              ink=ink)
     model.train()

@@ -30,18 +30,23 @@ def _save(fig: Any, path: Path) -> None:
 
 
 def image_grid(images: np.ndarray, cols: int, pad: int = 1) -> np.ndarray:
-    """Tile (N, H, W) images in [0, 1] into one (rows*(H+pad), cols*(W+pad)) array, white gaps."""
-    n, h, w = images.shape
+    """Tile (N, H, W) grey or (N, H, W, 3) colour images in [0, 1] into one (rows*(H+pad), cols*(W+pad)[, 3])
+    array, with gaps of ones between them."""
+    n, h, w = images.shape[:3]
     rows = -(-n // cols)
-    grid = np.ones((rows * (h + pad) - pad, cols * (w + pad) - pad), dtype=np.float32)
+    grid = np.ones((rows * (h + pad) - pad, cols * (w + pad) - pad, *images.shape[3:]), dtype=np.float32)
     for i, img in enumerate(images):
         r, c = divmod(i, cols)
         grid[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = img
     return grid
 
 
-def _show(ax: Any, grid: np.ndarray, title: str) -> None:
-    ax.imshow(grid, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+def _show(ax: Any, grid: np.ndarray, title: str, ink: bool = True) -> None:
+    """Draw an image grid: colour as it is; grey inverted (dark ink on white) when ``ink``, else as it is."""
+    if grid.ndim == 3:
+        ax.imshow(np.clip(grid, 0, 1), interpolation="nearest")
+    else:
+        ax.imshow(grid, cmap="gray_r" if ink else "gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -68,28 +73,29 @@ def loss_curves(history: Sequence[dict[str, Any]], loss_label: str, path: Path) 
     _save(fig, path)
 
 
-def reconstructions(originals: np.ndarray, recons: np.ndarray, title: str, path: Path) -> None:
+def reconstructions(originals: np.ndarray, recons: np.ndarray, title: str, path: Path, ink: bool = True) -> None:
     """Test images (left) and their reconstructions (right), the same 8x8 layout."""
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 4.8))
-    _show(ax1, image_grid(originals, cols=8), "test images")
-    _show(ax2, image_grid(recons, cols=8), "reconstructions")
+    _show(ax1, image_grid(originals, cols=8), "test images", ink)
+    _show(ax2, image_grid(recons, cols=8), "reconstructions", ink)
     fig.suptitle(title)
     _save(fig, path)
 
 
-def per_class(originals: np.ndarray, recons: np.ndarray, class_names: Sequence[str], title: str, path: Path) -> None:
+def per_class(originals: np.ndarray, recons: np.ndarray, class_names: Sequence[str], title: str, path: Path,
+              ink: bool = True) -> None:
     """For each class, a row of test images above a row of their reconstructions.
 
-    ``originals`` and ``recons`` are (classes, per_class, H, W).
+    ``originals`` and ``recons`` are (classes, per_class, H, W) or (classes, per_class, H, W, 3).
     """
-    n_classes, per, h, w = originals.shape
+    n_classes, per, h, w = originals.shape[:4]
     rows = []
     for c in range(n_classes):
         rows.append(originals[c])
         rows.append(recons[c])
     grid = image_grid(np.concatenate(rows), cols=per)
     fig, ax = plt.subplots(figsize=(per * 0.62 + 1.6, n_classes * 1.25 + 0.6))
-    _show(ax, grid, title)
+    _show(ax, grid, title, ink)
     ax.set_yticks([(2 * c + 1) * (h + 1) - 0.5 for c in range(n_classes)])
     ax.set_yticklabels([f"{name}\n(image / recon.)" for name in class_names], fontsize=7)
     ax.tick_params(left=False)
@@ -144,10 +150,14 @@ def label_efficiency(series: dict[str, dict[str, dict] | None], full: dict[str, 
     _save(fig, path)
 
 
-def latent_scatter(points: np.ndarray, labels: np.ndarray, class_names: Sequence[str], title: str, axis: str, path: Path) -> None:
-    """2-D codes of test images, one colour per class; ``axis`` is a label with ``{}`` for 1 and 2."""
+def latent_scatter(points: np.ndarray, labels: np.ndarray | None, class_names: Sequence[str], title: str, axis: str,
+                   path: Path) -> None:
+    """2-D codes of test images, one colour per class (``labels`` None: one colour, named by ``class_names[0]``);
+    ``axis`` is a label with ``{}`` for 1 and 2.  More than 10 classes take colours from tab20, then repeat."""
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
-    cmap = plt.get_cmap("tab10")
+    cmap = plt.get_cmap("tab10" if len(class_names) <= 10 else "tab20")
+    if labels is None:
+        labels = np.zeros(len(points), dtype=int)
     for c, name in enumerate(class_names):
         sel = labels == c
         ax.scatter(points[sel, 0], points[sel, 1], s=3, alpha=0.6, color=cmap(c % 10), label=name, rasterized=True)
@@ -158,11 +168,12 @@ def latent_scatter(points: np.ndarray, labels: np.ndarray, class_names: Sequence
     _save(fig, path)
 
 
-def image_sheet(images: np.ndarray, cols: int, title: str, path: Path, xlabel: str | None = None) -> None:
+def image_sheet(images: np.ndarray, cols: int, title: str, path: Path, xlabel: str | None = None,
+                ink: bool = True) -> None:
     """A grid of images (prior samples, interpolation paths)."""
     rows = -(-len(images) // cols)
     fig, ax = plt.subplots(figsize=(cols * 0.6 + 0.4, rows * 0.6 + 0.8))
-    _show(ax, image_grid(images, cols=cols), title)
+    _show(ax, image_grid(images, cols=cols), title, ink)
     if xlabel:
         ax.set_xlabel(xlabel)
     _save(fig, path)
@@ -219,14 +230,14 @@ def all_loss_curves(curves: dict[str, tuple[list[int], list[float]]], ylabel: st
     _save(fig, path)
 
 
-def reconstruction_rows(originals: np.ndarray, rows: dict[str, np.ndarray], path: Path) -> None:
+def reconstruction_rows(originals: np.ndarray, rows: dict[str, np.ndarray], path: Path, ink: bool = True) -> None:
     """The same test images (top row) reconstructed by each job (one row per job)."""
     names = ["test images", *rows]
     stack = np.concatenate([originals, *rows.values()])
     cols = len(originals)
     h = originals.shape[1]
     fig, ax = plt.subplots(figsize=(cols * 0.55 + 2.5, len(names) * 0.55 + 0.8))
-    _show(ax, image_grid(stack, cols=cols), "The same test images, reconstructed by each job")
+    _show(ax, image_grid(stack, cols=cols), "The same test images, reconstructed by each job", ink)
     ax.set_yticks([i * (h + 1) + h / 2 for i in range(len(names))])
     ax.set_yticklabels(names, fontsize=7)
     ax.tick_params(left=False)

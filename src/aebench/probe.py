@@ -65,14 +65,14 @@ def check_finite(x: torch.Tensor, what: str) -> None:
         )
 
 
-def _rows_per_chunk(width: int, itemsize: int = 8, budget: int = CHUNK_BYTES) -> int:
+def rows_per_chunk(width: int, itemsize: int = 8, budget: int = CHUNK_BYTES) -> int:
     return max(1, budget // max(1, width * itemsize))
 
 
 def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Column mean and standard deviation (n - 1), summed in float64, in bounded memory."""
     n, d = x.shape
-    step = _rows_per_chunk(d)
+    step = rows_per_chunk(d)
     total = torch.zeros(d, dtype=torch.float64, device=x.device)
     for i in range(0, n, step):
         total += x[i : i + step].sum(0, dtype=torch.float64)
@@ -249,7 +249,7 @@ def knn_accuracy(
     train_x, test_x = standardise(train_x, test_x)
     k = min(k, len(train_x))
     budget = KNN_CPU_CHUNK_BYTES if train_x.device.type == "cpu" else CHUNK_BYTES
-    chunk = chunk or _rows_per_chunk(len(train_x), itemsize=4, budget=budget)
+    chunk = chunk or rows_per_chunk(len(train_x), itemsize=4, budget=budget)
     train_sq = train_x.pow(2).sum(1).unsqueeze(0)
     rank_bonus = torch.pow(2.0, -(torch.arange(k, device=train_x.device, dtype=torch.float64) + 1))
     correct = 0
@@ -272,7 +272,7 @@ def pca_fit(train_x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor
     n, d = train_x.shape
     mean, _ = moments(train_x)
     cov = torch.zeros(d, d, dtype=torch.float64, device=train_x.device)
-    step = _rows_per_chunk(d)
+    step = rows_per_chunk(d)
     for i in range(0, n, step):
         centred = train_x[i : i + step].double() - mean
         cov.addmm_(centred.T, centred)
@@ -283,7 +283,7 @@ def pca_fit(train_x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor
 
 def pca_project(x: torch.Tensor, mean: torch.Tensor, components: torch.Tensor) -> torch.Tensor:
     """Coordinates of the rows of ``x`` on the components, in float64 arithmetic over row chunks."""
-    step = _rows_per_chunk(x.shape[1])
+    step = rows_per_chunk(x.shape[1])
     parts = [((x[i : i + step].double() - mean) @ components).to(x.dtype) for i in range(0, len(x), step)]
     return torch.cat(parts) if parts else x.new_zeros(0, components.shape[1])
 

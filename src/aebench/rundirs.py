@@ -34,8 +34,12 @@ def run_dir(resume: str | None, base: str) -> str:
 
 
 def job_dir_name(num: int, overrides: str, limit: int = 120) -> str:
-    """``<job number>_<overrides>``; long override lists are cut and end in a short hash."""
+    """``<job number>_<overrides>``; long override lists are cut and end in a short hash.
+
+    A path in an override (``data.path=/images/cats``) would nest folders: its separators become ``∕``
+    (U+2215, a division slash), which reads the same and is one folder name."""
     name = f"{num}_{overrides}" if overrides else str(num)
+    name = name.replace(os.sep, "\u2215")
     if len(name) <= limit:
         return name
     return f"{name[: limit - 9]}~{hashlib.sha1(overrides.encode()).hexdigest()[:8]}"

