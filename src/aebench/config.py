@@ -144,6 +144,9 @@ def validate(cfg: DictConfig | Config) -> None:
     _one_of("data", cfg.data.name, DATASETS)
     _positive("latent", cfg.latent)
     _positive("epochs", cfg.epochs)
+    if cfg.arch.name == "conv" and not list(cfg.arch.channels):
+        raise ConfigError("arch.channels=[] is not accepted for arch=conv: it would build no convolution; give the filters "
+                          "of each stride-2 stage (default [16, 32, 64]), or use arch=mlp")
     for key in ("hidden", "decoder_hidden", "channels"):
         for i, width in enumerate(cfg.arch.get(key) or []):
             _positive(f"arch.{key}[{i}]", width)
