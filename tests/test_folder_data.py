@@ -63,7 +63,7 @@ def test_a_folder_of_mnist_pngs_holds_exactly_the_mnist_pixels(mnist_pngs, data_
     assert ds.describe()["split"] == "train/ and test/ folders"
 
 
-def test_the_cache_is_built_once_and_rebuilt_when_the_folder_changes(tmp_path, caplog):
+def test_the_cache_is_built_once_and_rebuilt_when_the_folder_changes(tmp_path):
     folder = tmp_path / "imgs"
     for c, colour in enumerate([(200, 0, 0), (0, 200, 0)]):
         write_images(folder / f"class{c}", colour_blobs(10, colour, seed=c))
@@ -72,7 +72,13 @@ def test_the_cache_is_built_once_and_rebuilt_when_the_folder_changes(tmp_path, c
     entries = [p for p in (root / "cache").iterdir() if not p.name.startswith(".")]
     assert len(entries) == 1 and json.loads((entries[0] / "meta.json").read_text())["classes"] == ["class0", "class1"]
     stamp = (entries[0] / "train_x.npy").stat().st_mtime_ns
-    again = data.load(config(folder), root, CPU)
+
+    def no_decoding(path):
+        raise AssertionError(f"{path} was opened again although the folder is cached")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(data.images, "open_image", no_decoding)
+        again = data.load(config(folder), root, CPU)
     assert torch.equal(first.train_x, again.train_x) and (entries[0] / "train_x.npy").stat().st_mtime_ns == stamp
     write_images(folder / "class1" / "more", colour_blobs(3, (0, 200, 0), seed=9))  # a file added
     changed = data.load(config(folder), root, CPU)

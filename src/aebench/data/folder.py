@@ -126,12 +126,15 @@ def arrays(cfg: DictConfig, root: Path, splits: tuple[str, ...] = ("train", "tes
         log.warning("%s has one class folder only (%s): a probe on one class is meaningless, so the images are "
                     "treated as unlabelled", path, classes[0])
         classes = None
-    channels, size, (h, w) = _channels_and_size(every_file, cfg)
+    # The key holds the settings as given (channels "auto"): what they resolve to follows from the files, so a
+    # cached folder is not opened again image by image.
+    size = cfg.image_size
     fields = {"source": "folder", "path": str(path), "files": _fingerprint(every_file), "image_size": size,
-              "channels": channels, "test_fraction": cfg.test_fraction if "all" in listed else None}
+              "channels": str(cfg.channels), "test_fraction": cfg.test_fraction if "all" in listed else None}
     label = f"folder:{path.name}"
 
     def build(folder: Path) -> dict[str, Any]:
+        channels, _, (h, w) = _channels_and_size(every_file, cfg)
         if "all" in listed:
             labels = np.array([c for _, c in listed["all"]])
             test_mask = _holdout(labels, cfg.test_fraction) if classes is not None else \
@@ -158,19 +161,19 @@ def arrays(cfg: DictConfig, root: Path, splits: tuple[str, ...] = ("train", "tes
                 writer.close()
                 files[split] = [str(f.relative_to(path)) for f, _ in entries]
         (folder / "files.json").write_text(json.dumps(files))
-        return {"source": "folder", "path": str(path), "classes": classes}
+        return {"source": "folder", "path": str(path), "classes": classes, "channels": channels}
 
     def same_source(meta: dict[str, Any]) -> bool:
         f = meta.get("fields", {})
         return f.get("source") == "folder" and f.get("path") == str(path) and f.get("image_size") == size \
-            and f.get("channels") == channels and f.get("files") != fields["files"]
+            and f.get("channels") == fields["channels"] and f.get("files") != fields["files"]
 
     folder, meta = cache.entry(root, label.replace(":", "-"), fields, build, same_source)
     read = cache.read(folder, splits)
     title = f"{path.name} (folder)"
     if size is not None:
         label += f"@{size}px"
-    notes = {"path": str(path), "image_size": size, "channels": channels, "cache": str(folder),
+    notes = {"path": str(path), "image_size": size, "channels": meta["channels"], "cache": str(folder),
              "split": "train/ and test/ folders" if "all" not in listed else
              f"class-stratified hold-out of {cfg.test_fraction:g} (fixed per folder)"}
     return Arrays("folder", title, label, f"folder-{key_of_entry(folder)}", tuple(classes) if classes else None,
