@@ -94,3 +94,12 @@ def test_installed_wheel_runs_outside_the_checkout(tmp_path, data_root):
     assert proc.returncode == 0, proc.stderr
     m = read_metrics(only_run_dir(work))
     assert m["status"] == "completed" and m["config"]["experiment"] == "seed_report"
+    # the Python API from the wheel: load the run just made, classify its test images as it did
+    code = ("import sys, aebench, numpy as np; from aebench.train import flush_denormals; flush_denormals(); "
+            "run = aebench.load_run(sys.argv[1]); x, y = run.dataset('test'); "
+            "assert aebench.api.__file__.startswith(sys.argv[2]), aebench.api.__file__; "
+            "print((run.classify(x).numpy() == y).mean())")
+    proc = subprocess.run([sys.executable, "-c", code, str(only_run_dir(work)), str(site)], cwd=work, env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert float(proc.stdout) == m["probe_accuracy"]

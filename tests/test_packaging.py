@@ -32,7 +32,7 @@ def test_every_console_script_names_a_function_that_exists():
     import importlib
 
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert set(scripts) == {"aebench", "aebench-compare"}
+    assert set(scripts) == {"aebench", "aebench-compare", "aebench-encode", "aebench-export"}
     for name, target in scripts.items():
         module, _, attr = target.partition(":")
         assert callable(getattr(importlib.import_module(module), attr, None)), f"{name} = {target!r} names nothing callable"

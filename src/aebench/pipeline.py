@@ -33,6 +33,8 @@ METRICS_FILE = "metrics.json"
 HISTORY_FILE = "history.csv"
 CHECKPOINT = Path("checkpoints") / "last.pt"
 FIGURES = "figures"
+PROBE_FILE = "probe.npz"  # the final probe and its predictions (see save_probe)
+PROBE_FORMAT = 1
 
 
 def usable_cores() -> int:
@@ -160,6 +162,26 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     return ckpt
 
 
+def save_probe(path: Path, result: probe.ProbeResult, classes: tuple[str, ...], test_y: torch.Tensor,
+               knn_pred: torch.Tensor) -> None:
+    """Write the final linear probe with what it predicted, atomically (``aebench.load_run`` classifies with it).
+
+    ``weight`` (features, classes) and ``bias`` in the dtype the fit ended in (float32 or float64);
+    ``mean``, ``scale`` (float32): the standardisation z = (x - mean) * scale of the train codes;
+    ``classes``; ``test_y``, ``test_pred`` (the probe's) and ``knn_pred`` (k-NN's), int64; ``format``.
+    """
+    as_np = lambda t: t.detach().cpu().numpy()  # noqa: E731
+    arrays = {
+        "weight": as_np(result.exact_weight), "bias": as_np(result.exact_bias),
+        "mean": as_np(result.mean).astype(np.float32), "scale": as_np(result.scale).astype(np.float32),
+        "classes": np.array([str(c) for c in classes], dtype=np.str_),
+        "test_y": as_np(test_y).astype(np.int64), "test_pred": as_np(result.test_pred).astype(np.int64),
+        "knn_pred": as_np(knn_pred).astype(np.int64), "format": np.array(PROBE_FORMAT),
+    }
+    with atomic.atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a name
+        np.savez(f, **arrays)
+
+
 def run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None,
         launcher_threads: int | None = None, sweep_dir: Path | None = None) -> dict[str, Any]:
     """Run the whole pipeline in ``run_dir``; return the metrics written to metrics.json.
@@ -251,8 +273,10 @@ def _run(cfg: DictConfig, run_dir: Path, device: torch.device, checkpoint: dict[
         train_codes, test_codes = epoch_probe.codes["train"], epoch_probe.codes["test"]
         probe_accuracy = final.get("probe_accuracy", epoch_probe.result.accuracy)
         t = time.perf_counter()
-        knn = probe.knn_accuracy(train_codes, ds.train.y, test_codes, ds.test.y, p.knn_k, len(ds.classes))
+        knn, knn_pred = probe.knn_accuracy(train_codes, ds.train.y, test_codes, ds.test.y, p.knn_k, len(ds.classes),
+                                           return_predictions=True)
         seconds["probe"] = epoch_probe.seconds + time.perf_counter() - t
+        save_probe(run_dir / PROBE_FILE, epoch_probe.result, ds.classes, ds.test.y, knn_pred)
     if budgets:
         t = time.perf_counter()
         code_budgets = probe.label_budget_probes(train_codes, ds.train.y, test_codes, ds.test.y, budget_args[0],

@@ -51,8 +51,16 @@ class ProbeResult:
     iterations: int
     converged: bool
     grad_norm: float  # the largest gradient entry at the end (the convergence test's number)
-    weight: torch.Tensor = field(repr=False)  # (features, classes), in standardised-feature space
+    weight: torch.Tensor = field(repr=False)  # (features, classes), in standardised-feature space, float32
     bias: torch.Tensor = field(repr=False)
+    # The same solution in the dtype the fit ended in (float32, or float64 where it continued there):
+    # what the reported accuracies were computed with, and what a saved probe must keep to reproduce them.
+    exact_weight: torch.Tensor | None = field(default=None, repr=False)
+    exact_bias: torch.Tensor | None = field(default=None, repr=False)
+    # The standardisation z = (x - mean) * scale (float32, train statistics) that linear_probe applied.
+    mean: torch.Tensor | None = field(default=None, repr=False)
+    scale: torch.Tensor | None = field(default=None, repr=False)
+    test_pred: torch.Tensor | None = field(default=None, repr=False)  # the test predictions (int64)
 
 
 def check_finite(x: torch.Tensor, what: str) -> None:
@@ -83,12 +91,26 @@ def moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, (squares / max(n - 1, 1)).sqrt()
 
 
-def standardise(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scale features to zero mean, unit variance with the train set's statistics (float32)."""
+def standardisation(train: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The train set's (mean, scale), float32, for z = (x - mean) * scale: zero mean, unit variance."""
     mean, std = moments(train)
     std = torch.where(std > 1e-8, std, torch.ones_like(std))  # constant (e.g. dead) units stay 0
-    mean, scale = mean.float(), (1.0 / std).float()
-    return (train.float() - mean) * scale, (test.float() - mean) * scale
+    return mean.float(), (1.0 / std).float()
+
+
+def apply_standardisation(x: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return (x.float() - mean) * scale
+
+
+def standardise(train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale features to zero mean, unit variance with the train set's statistics (float32)."""
+    mean, scale = standardisation(train)
+    return apply_standardisation(train, mean, scale), apply_standardisation(test, mean, scale)
+
+
+def predict(z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Class indices of standardised features ``z`` under (weight, bias), in the weight's dtype (as the fit scores)."""
+    return torch.addmm(bias.unsqueeze(0), z.to(weight.dtype), weight).argmax(1)
 
 
 def objective(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
@@ -145,8 +167,11 @@ def linear_probe(
     """
     check_finite(train_x, "train features")
     check_finite(test_x, "test features")
-    train, test = standardise(train_x, test_x)
-    return fit_standardised(train, train_y, test, test_y, num_classes, l2, tol, max_iter, init)
+    mean, scale = standardisation(train_x)
+    train, test = apply_standardisation(train_x, mean, scale), apply_standardisation(test_x, mean, scale)
+    result = fit_standardised(train, train_y, test, test_y, num_classes, l2, tol, max_iter, init)
+    result.mean, result.scale = mean, scale
+    return result
 
 
 def fit_standardised(train: torch.Tensor, train_y: torch.Tensor, test: torch.Tensor, test_y: torch.Tensor,
@@ -169,8 +194,8 @@ def fit_standardised(train: torch.Tensor, train_y: torch.Tensor, test: torch.Ten
         iterations += more
     weight, bias = weight.detach(), bias.detach()
     with torch.no_grad():
-        test_pred = torch.addmm(bias.unsqueeze(0), test.to(weight.dtype), weight).argmax(1)
-        train_pred = torch.addmm(bias.unsqueeze(0), train.to(weight.dtype), weight).argmax(1)
+        test_pred = predict(test, weight, bias)
+        train_pred = predict(train, weight, bias)
     return ProbeResult(
         accuracy=(test_pred == test_y).sum().item() / len(test_y),
         train_accuracy=(train_pred == train_y).sum().item() / len(train_y),
@@ -179,6 +204,9 @@ def fit_standardised(train: torch.Tensor, train_y: torch.Tensor, test: torch.Ten
         grad_norm=grad_norm,
         weight=weight.float(),
         bias=bias.float(),
+        exact_weight=weight,
+        exact_bias=bias,
+        test_pred=test_pred,
     )
 
 
@@ -236,13 +264,15 @@ def knn_accuracy(
     k: int = 5,
     num_classes: int = 10,
     chunk: int | None = None,
-) -> float:
+    return_predictions: bool = False,
+) -> float | tuple[float, torch.Tensor]:
     """k-nearest-neighbour test accuracy (Euclidean on standardised features, majority vote).
 
     Ties in the vote go to the tied class with the nearest neighbour: the neighbour
     of rank r adds 2**-(r+1) on top of its vote; these bonuses sum to less than one
     vote, and rank r outweighs all later ranks together.  Test queries go in chunks
     whose distance matrix stays under 8 MiB on a CPU, 64 MiB on a GPU (``chunk`` rows if given).
+    ``return_predictions``: return (accuracy, the predicted classes of the test set, int64).
     """
     check_finite(train_x, "train features")
     check_finite(test_x, "test features")
@@ -253,6 +283,7 @@ def knn_accuracy(
     train_sq = train_x.pow(2).sum(1).unsqueeze(0)
     rank_bonus = torch.pow(2.0, -(torch.arange(k, device=train_x.device, dtype=torch.float64) + 1))
     correct = 0
+    predictions = []
     for start in range(0, len(test_x), chunk):
         q = test_x[start : start + chunk]
         # squared distance up to a per-query constant: |t|^2 - 2 q.t, in one allocation
@@ -260,7 +291,12 @@ def knn_accuracy(
         idx = dist.topk(k, dim=1, largest=False).indices
         votes = torch.zeros(len(q), num_classes, device=q.device, dtype=torch.float64)
         votes.scatter_add_(1, train_y[idx], (1.0 + rank_bonus).expand(len(q), k).contiguous())
-        correct += (votes.argmax(1) == test_y[start : start + chunk]).sum().item()
+        pred = votes.argmax(1)
+        correct += (pred == test_y[start : start + chunk]).sum().item()
+        if return_predictions:
+            predictions.append(pred)
+    if return_predictions:
+        return correct / len(test_x), torch.cat(predictions) if predictions else test_y.new_zeros(0)
     return correct / len(test_x)
 
 
