@@ -167,7 +167,8 @@ def test_offline_download_fails_fast_with_the_same_advice(tmp_path, monkeypatch)
         with pytest.raises(DataError) as e:
             data.open_arrays(data.as_config(name, download=True), tmp_path)
         msg = str(e.value)
-        assert "\n" not in msg and missing in msg and "torchvision's download failed" in msg and "name resolution" in msg
+        assert "\n" not in msg and missing in msg
+        assert "torchvision's download failed" in msg and "name resolution" in msg
     assert calls == [named.DOWNLOAD_TIMEOUT] * 3 and named.DOWNLOAD_TIMEOUT <= 10
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".download-")]
 
@@ -321,3 +322,11 @@ def test_a_run_on_a_named_colour_set(name, arch, tmp_path, monkeypatch):
     for side in (rgb[:, :half], rgb[:, half:]):
         assert (np.abs(side[..., 0] - side[..., 1]) > 8).mean() > 0.05, "reconstructions.png is grey"
     assert (run / "figures" / "loss.png").is_file()
+
+
+def test_the_command_says_what_is_missing_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, err = run_in_process(["data=cifar10", f"data.root={tmp_path / 'root'}", "data.download=false", *RUN])
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith("aebench: error: CIFAR-10 is not under") and "data.download=false" in lines[0]
