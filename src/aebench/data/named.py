@@ -75,6 +75,8 @@ def ensure(layout: Layout, root: Path, files: Sequence[str], md5: dict[str, str]
         except Exception as e:  # noqa: BLE001 - offline, refused, a bad archive: all reported below
             tried = f"torchvision's download failed ({squashed(e, 100)}); "
         missing = [f for f in files if not (raw / f).is_file()]
+        if missing and not tried:
+            tried = "torchvision's download gave no copy of them that matches its md5; "
     if missing:
         off = "" if download else "data.download=false; "
         raise DataError(f"{layout.title} is not under {raw} (missing: {', '.join(missing)}); {off}{tried}"
