@@ -228,8 +228,8 @@ def test_nothing_comparable_is_one_line_and_exit_2(tmp_path, capsys):
     for run in sweep.iterdir():
         (run / "metrics.json").write_text("[1, 2")
     code, _, err = run_compare(capsys, sweep)
-    assert code == 2 and err.strip().splitlines()[-1].startswith("aebench-compare: error: nothing to compare")
-    assert len([line for line in err.splitlines() if "error" in line]) == 1 and "Traceback" not in err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("aebench-compare: error: nothing to compare") and "0_latent=5,seed=0: metrics.json" in err
     assert not (sweep / "summary.md").exists()
 
 

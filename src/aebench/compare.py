@@ -311,17 +311,23 @@ def label_jobs(rows: list[dict[str, Any]]) -> None:
         r["label"] = label if len(label) <= 80 else label[:79] + "…"
 
 
-def collect(paths: list[Path]) -> list[dict[str, Any]]:
-    """Every run below ``paths``, read and labelled (unreadable ones as skipped)."""
+def collect(paths: list[Path], warn: bool = True) -> list[dict[str, Any]]:
+    """Every run below ``paths``, read and labelled (unreadable ones as skipped, each with a warning
+    unless ``warn`` is false: :func:`warn_skipped` gives them later)."""
     runs = find_runs(paths)
     # jobs are named relative to what the given directories share, so two sweeps' "0_latent=2" differ
     base = Path(paths[0]) if len(paths) == 1 else Path(os.path.commonpath([str(Path(p).resolve()) for p in paths]))
     rows = [load_row(r.resolve() if len(paths) > 1 else r, base) for r in runs]
     label_jobs(rows)
+    if warn:
+        warn_skipped(rows)
+    return rows
+
+
+def warn_skipped(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         if r["status"] == "skipped":
             log.warning("skipped %s: %s", r["job"], r["error"])
-    return rows
 
 
 # ---------------------------------------------------------------- differences
@@ -362,7 +368,7 @@ def difference(group: dict[str, Any], baseline: dict[str, Any], key: str) -> dic
             flipped = stats.single_vs_group_difference(xb[0], xa)
             interval = stats.Interval(-flipped.estimate, -flipped.high, -flipped.low, flipped.method, flipped.n,
                                       flipped.df)
-    elif key in PREDICTED:
+    elif key in PREDICTED and group["n_seeds"] == baseline["n_seeds"] == 1:
         pa = group["_members"][0].get("_predictions") or {}
         pb = baseline["_members"][0].get("_predictions") or {}
         if key not in pa or key not in pb:
@@ -748,7 +754,7 @@ def format_table(rows: list[dict[str, Any]], baseline: str | None = None) -> str
     if several_seeds:
         gcols = ["group", "n_seeds", "probe_accuracy", *budgets, "knn_accuracy", "recon_mse", "neg_elbo"]
         cells = [[g["group"], str(g["n_seeds"]), *(_mean_std(g, c) for c in gcols[2:])] for g in groups]
-        text += f"\n\nacross seeds (mean ± std [{stats.SEED_NOISE}]):\n" + _text_table(gcols, cells)
+        text += f"\n\nacross seeds (mean ± std) [{stats.SEED_NOISE}]:\n" + _text_table(gcols, cells)
     if baseline is not None:
         base = resolve_baseline(baseline, rows, groups)
         diffs = differences(rows, groups, base)
@@ -841,13 +847,14 @@ def main(argv: list[str] | None = None) -> None:
     if missing:
         fail(f"not a directory: {', '.join(missing)}; give run or sweep directories")
     try:
-        rows = collect(args.dirs)
+        rows = collect(args.dirs, warn=False)
     except OSError as e:
         fail(str(e))
     if not rows:
         fail(f"no aebench runs (folders with .hydra/config.yaml) under {', '.join(map(str, args.dirs))}")
     if all(r["status"] == "skipped" for r in rows):
         fail(f"nothing to compare: every run's files are unreadable ({'; '.join(r['job'] + ': ' + r['error'] for r in rows)})")
+    warn_skipped(rows)
     if args.out is not None:
         out = args.out
     elif len(args.dirs) == 1:
