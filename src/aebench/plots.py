@@ -182,19 +182,22 @@ def image_sheet(images: np.ndarray, cols: int, title: str, path: Path, xlabel: s
 # ---------------------------------------------------------------- sweep comparisons
 
 
-def metric_vs_latent(series: dict[str, dict[int, tuple[float, float | None]]], references: dict[str, dict[int, float]],
-                     ylabel: str, title: str, path: Path, percent: bool = False) -> None:
-    """One line per (objective, network) (``series[name][latent] = (mean, std or None)``), reference lines dashed.
+def metric_vs_latent(series: dict[str, dict[int, tuple[float, float | None, float | None]]],
+                     references: dict[str, dict[int, float]], ylabel: str, title: str, path: Path,
+                     percent: bool = False, noise: str | None = None) -> None:
+    """One line per (objective, network) (``series[name][latent] = (value, low, high)``), reference lines dashed.
 
-    A standard deviation (over seeds) is drawn as an error bar."""
+    [low, high] (None: no interval) is drawn as an error bar; ``noise`` says what the bars are (one kind per
+    axis, e.g. "95 % t-interval over seeds"), in the legend's title."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     scale = 100 if percent else 1
     for name, points in series.items():
         xs = sorted(points)
-        means = [scale * points[x][0] for x in xs]
-        stds = [scale * (points[x][1] or 0.0) for x in xs]
-        if any(stds):
-            ax.errorbar(xs, means, yerr=stds, fmt="o-", capsize=3, label=name)
+        means = np.array([scale * points[x][0] for x in xs])
+        lows = np.array([scale * (points[x][1] if points[x][1] is not None else points[x][0]) for x in xs])
+        highs = np.array([scale * (points[x][2] if points[x][2] is not None else points[x][0]) for x in xs])
+        if np.any(highs > lows):
+            ax.errorbar(xs, means, yerr=[np.maximum(means - lows, 0), np.maximum(highs - means, 0)], fmt="o-", capsize=3, label=name)
         else:
             ax.plot(xs, means, "o-", label=name)
     for i, (name, points) in enumerate(references.items()):
@@ -213,7 +216,7 @@ def metric_vs_latent(series: dict[str, dict[int, tuple[float, float | None]]], r
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, title=f"error bars: {noise}" if noise else None, title_fontsize=8)
     _save(fig, path)
 
 
