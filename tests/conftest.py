@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -54,6 +55,9 @@ def run_in_process(overrides: list[str]) -> tuple[int, str]:
 
     GlobalHydra.instance().clear()
     argv, sys.argv = sys.argv, ["aebench", *overrides]
+    # Hydra's job logging adds handlers (one writes the run's aebench.log); put the root logger back as it was,
+    # so that later tests do not log into a run directory that a test has removed since.
+    root, handlers, level = logging.getLogger(), list(logging.getLogger().handlers), logging.getLogger().level
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
@@ -64,6 +68,10 @@ def run_in_process(overrides: list[str]) -> tuple[int, str]:
     finally:
         sys.argv = argv
         GlobalHydra.instance().clear()
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(level)
     return code, err.getvalue()
 
 
