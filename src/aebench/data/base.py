@@ -195,7 +195,7 @@ class Split:
     def rows(self, start: int, stop: int) -> torch.Tensor:
         if self.x is not None:
             return self.x[start:stop]
-        return self._convert(np.ascontiguousarray(self._u8[start:stop]))
+        return self._convert(np.array(self._u8[start:stop]))  # a copy: torch takes no read-only (mapped) arrays
 
     def batches(self, size: int) -> Iterator[torch.Tensor]:
         for start in range(0, len(self), size):
