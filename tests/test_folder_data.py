@@ -202,3 +202,24 @@ def test_bad_folders_get_one_line(case, tmp_path, monkeypatch):
 def test_a_path_in_an_override_does_not_nest_sweep_folders():
     name = rundirs.job_dir_name(3, "data.path=/images/cats,data=folder")
     assert "/" not in name and name.startswith("3_data.path=")
+
+
+def test_an_interrupted_folder_run_loads_and_refuses_to_resume_on_changed_images(tmp_path, monkeypatch):
+    folder = tmp_path / "imgs"
+    for c, colour in enumerate([(200, 0, 0), (0, 200, 0)]):
+        write_images(folder / f"c{c}", colour_blobs(20, colour, seed=c))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AEBENCH_SELF_SIGNAL", "TERM@7")  # SIGTERM after step 7: the second epoch is under way
+    code, err = run_in_process(["data=folder", f"data.path={folder}", f"data.root={tmp_path / 'root'}", *FAST,
+                                "epochs=3", "train.batch_size=8"])
+    assert code == 128 + 15, err
+    run = next(tmp_path.glob("outputs/*/*"))
+    import aebench
+
+    loaded = aebench.load_run(run, allow_incomplete=True)  # shape and classes from the checkpoint
+    assert loaded.classes == ("c0", "c1") and loaded.encode(torch.rand(3, 3, 12, 12)).shape == (3, 4)
+    monkeypatch.delenv("AEBENCH_SELF_SIGNAL")
+    write_images(folder / "c1" / "late", colour_blobs(2, (0, 200, 0), seed=5))  # the folder changes
+    code, err = run_in_process([f"resume={run}"])
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "the images changed since the checkpoint" in lines[0], err

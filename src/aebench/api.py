@@ -103,7 +103,8 @@ def load_run(path: str | Path, device: str | torch.device = "cpu", allow_incompl
         raise RunError(f"run {run_dir} did not complete ({what}; checkpoint after epoch {ckpt.get('epoch', '?')} of "
                        f"{cfg.get('epochs', '?')}); load_run(..., allow_incomplete=True) takes its last checkpoint, "
                        f"or finish it: aebench resume={run_dir}")
-    prep = _preprocessing(run_dir, cfg, metrics or {})
+    recorded = (metrics or {}).get("data") or ckpt.get("data") or {}  # the checkpoint's: also for runs that did not complete
+    prep = _preprocessing(run_dir, cfg, recorded)
     device = config.resolve_device(str(device)) if not isinstance(device, torch.device) else device
     try:
         model = pipeline.build_model(cfg, prep.image_shape)
@@ -113,7 +114,7 @@ def load_run(path: str | Path, device: str | torch.device = "cpu", allow_incompl
                        f"its model does not fit ({squashed(e, 160)}); load it with aebench {version}") from None
     model.to(device).eval()
     return Run(run_dir, cfg, metrics or {}, list(ckpt.get("history") or []), model, device, prep, version,
-               _classes(cfg, metrics or {}), ckpt)
+               _classes(cfg, recorded), ckpt)
 
 
 def _check_is_run(run_dir: Path) -> None:
@@ -165,8 +166,8 @@ def _config_of(saved: dict[str, Any]) -> DictConfig:
         return OmegaConf.create(saved)
 
 
-def _preprocessing(run_dir: Path, cfg: DictConfig, metrics: dict[str, Any]) -> Preprocessing:
-    recorded = metrics.get("data") or {}
+def _preprocessing(run_dir: Path, cfg: DictConfig, recorded: dict[str, Any]) -> Preprocessing:
+    """How the run's images were prepared, from what its metrics.json or checkpoint recorded (``data``)."""
     if recorded.get("image_shape"):
         c, h, w = (int(s) for s in recorded["image_shape"])
         return Preprocessing((c, h, w), recorded.get("image_size"))
@@ -176,13 +177,12 @@ def _preprocessing(run_dir: Path, cfg: DictConfig, metrics: dict[str, Any]) -> P
     size, channels = cfg.data.get("image_size"), str(cfg.data.get("channels"))
     if size and channels in ("1", "3"):
         return Preprocessing((int(channels), int(size), int(size)), int(size))
-    raise RunError(f"run {run_dir} does not record its images' shape ({pipeline.METRICS_FILE} has no 'data'): "
-                   "it did not complete; load a completed run")
+    raise RunError(f"run {run_dir} does not record its images' shape (neither {pipeline.METRICS_FILE} nor its checkpoint "
+                   "has 'data'); load it with the aebench that wrote it")
 
 
-def _classes(cfg: DictConfig, metrics: dict[str, Any]) -> tuple[str, ...] | None:
-    recorded = metrics.get("data")
-    if recorded is not None and "classes" in recorded:
+def _classes(cfg: DictConfig, recorded: dict[str, Any]) -> tuple[str, ...] | None:
+    if "classes" in recorded:
         return tuple(recorded["classes"]) if recorded["classes"] is not None else None
     if cfg.data.name in data.SPECS:
         return tuple(data.spec_for(cfg.data.name).classes)
@@ -456,7 +456,7 @@ def _to_float(batch: np.ndarray | torch.Tensor, device: torch.device, start: int
                                  "give uint8 (0-255) or float (0-1) images")
             t = t.to(torch.uint8)
         # as a run's split is made: uint8 moved to the device, then converted and divided by 255 there
-        return t.contiguous().to(device).to(torch.float32).div_(255.0)
+        return data.base.to_float(t.contiguous(), device)
     if t.numel():
         lo, hi = float(t.min()), float(t.max())
         if not (math.isfinite(lo) and math.isfinite(hi)) or lo < 0 or hi > 1:

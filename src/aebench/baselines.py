@@ -140,9 +140,6 @@ def pixel_probe(ds: data.ImageData, root: Path, l2: float, tol: float, max_iter:
 
 def pca_features(ds: data.ImageData, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Train and test images projected on the top ``dim`` principal directions of the train images."""
-    if ds.train.resident and ds.test.resident and ds.input_dim <= PCA_EXACT_MAX:
-        mean, components = probe.pca_fit(ds.train.x, dim)
-        return probe.pca_project(ds.train.x, mean, components), probe.pca_project(ds.test.x, mean, components)
     mean, components = _pca_fit_bounded(ds.train, dim)
     rows = probe.rows_per_chunk(ds.input_dim)
     project = lambda split: torch.cat([probe.pca_project(b, mean, components) for b in split.batches(rows)])  # noqa: E731
@@ -153,21 +150,12 @@ def _pca_fit_bounded(split: data.Split, dim: int) -> tuple[torch.Tensor, torch.T
     """:func:`aebench.probe.pca_fit` read batch by batch (exact), or randomized on a subsample (wide images)."""
     d = split.pixels
     rows = probe.rows_per_chunk(d)
-    if d <= PCA_EXACT_MAX:
-        total = torch.zeros(d, dtype=torch.float64, device=split.device)
-        for b in split.batches(rows):
-            total += b.sum(0, dtype=torch.float64)
-        mean = total / len(split)
-        cov = torch.zeros(d, d, dtype=torch.float64, device=split.device)
-        for b in split.batches(rows):
-            centred = b.double() - mean
-            cov.addmm_(centred.T, centred)
-        _, vecs = torch.linalg.eigh(cov / max(len(split) - 1, 1))
-        return mean.unsqueeze(0), vecs[:, -dim:].flip(1)
+    if d <= PCA_EXACT_MAX:  # the same chunks as probe.pca_fit on the whole matrix: the same numbers
+        return probe.pca_fit_batches(lambda: split.batches(rows), len(split), d, dim, split.device)
     idx = torch.from_numpy(seeded_subset(len(split), PCA_FIT_ROWS, SUBSAMPLE_SEED))
     x = split.take(idx)
     mean = x.double().mean(0, keepdim=True)
-    with torch.random.fork_rng(devices=[]):  # the run's own random stream stays as it was
+    with torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):  # the run's own random streams stay as they were
         torch.manual_seed(SUBSAMPLE_SEED)
         _, _, v = torch.svd_lowrank(x - mean.float(), q=min(dim + 10, *x.shape), niter=4)
     return mean, v[:, :dim].double()

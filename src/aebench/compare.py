@@ -56,9 +56,11 @@ DIFFERENCE_COLUMNS = ["group", "baseline", "metric", "group_mean", "baseline_mea
                       "n_group", "n_baseline", "method", "verdict", "note"]
 # Overrides that do not change a run's results, each with every key below it (logger: logger.mlflow.*
 # too). Mirrors override_dirname.exclude_keys in conf/config.yaml, where Hydra needs every key spelled out.
-NOT_IDENTIFYING = {"hydra/launcher", "hparams_search", "progress", "threads", "data.root", "figures", "logger"}
+NOT_IDENTIFYING = {"hydra/launcher", "hparams_search", "progress", "threads", "data.root", "data.in_memory", "figures",
+                   "logger"}
 # Settings that do not change a run's results, beyond the seed: jobs that differ only in these form one group.
-RESULT_NEUTRAL = {"seed", "threads", "device", "progress", "figures", "resume", "data.root", "data.download", "logger"}
+RESULT_NEUTRAL = {"seed", "threads", "device", "progress", "figures", "resume", "data.root", "data.download",
+                  "data.in_memory", "logger"}
 
 FIGURES = {
     "probe": "probe_accuracy_vs_latent.png",
@@ -168,6 +170,9 @@ def _read_metrics(run: Path) -> dict[str, Any] | None:
         raise Unreadable(f"metrics.json: status is {status!r}, not a word")
     error = metrics.get("error")
     out: dict[str, Any] = {"status": status, "error": error if isinstance(error, str) else ""}
+    recorded = metrics.get("config")
+    if isinstance(recorded, dict) and isinstance(recorded.get("dataset"), str):
+        out["dataset"] = recorded["dataset"]  # folder:<name>[@<N>px]: two folders are two datasets
     for key in METRICS[:-1]:
         out[key] = _number(metrics.get(key), f"metrics.json: {key}")
     seconds = metrics.get("seconds")
@@ -732,7 +737,7 @@ def _reconstruct_by_job(done: list[dict[str, Any]]) -> tuple[Any, dict[str, Any]
             first = [int(np.flatnonzero(y == c)[0]) for c in range(len(arrays.classes))] if y is not None \
                 else list(range(min(10, len(x_u8))))
             shape, ink = arrays.image_shape, arrays.ink
-            x = torch.from_numpy(np.ascontiguousarray(x_u8[first]).reshape(len(first), -1)).float().div_(255.0)
+            x = data.base.to_float(np.ascontiguousarray(x_u8[first]).reshape(len(first), -1), torch.device("cpu"))
             originals = pipeline.as_images(x, shape)
         elif data_cfg != first_data:
             log.info("reconstructions figure: %s left out (other data than the first job's)", r["label"])

@@ -17,7 +17,7 @@ import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from .data import SOURCES, DataConfig
+from .data import SOURCES, DataConfig, label_of
 from .errors import ConfigError
 from .models import ACTIVATIONS, ARCHS, CONV_CHANNELS, NOISES, OBJECTIVES
 
@@ -209,6 +209,11 @@ def validate_data(d: DictConfig | DataConfig) -> None:
     if d.image_size is not None:
         _positive("data.image_size", d.image_size)
     _one_of("data.channels", str(d.channels), ("auto", "1", "3"))
+    if d.name != "folder":
+        for key, default in (("path", None), ("test_fraction", 0.1)):
+            if getattr(d, key) != default:
+                raise ConfigError(f"data.{key}={getattr(d, key)} is not accepted for data={d.name}; it applies to "
+                                  f"data=folder (data=folder data.path=<a folder of images>)")
     if d.name not in PREPROCESSING_SOURCES:
         for key, default in (("image_size", None), ("channels", "auto")):
             if getattr(d, key) != default and str(getattr(d, key)) != default:
@@ -248,7 +253,7 @@ def summary(cfg: DictConfig) -> dict[str, Any]:
         "latent": cfg.latent,
         "hidden": list(cfg.arch.hidden),
         "channels": list(cfg.arch.channels) if cfg.arch.name == "conv" else None,
-        "dataset": dataset_label(cfg.data),
+        "dataset": label_of(cfg.data),
         "epochs": cfg.epochs,
         "batch_size": cfg.train.batch_size,
         "lr": cfg.train.lr,
@@ -260,14 +265,6 @@ def summary(cfg: DictConfig) -> dict[str, Any]:
         "test_subset": cfg.data.test_subset,
         "experiment": cfg.get("experiment_name"),
     }
-
-
-def dataset_label(d: DictConfig) -> str:
-    """The data's short name in summaries: the dataset, or ``folder:<name>[@<size>px]`` for a folder."""
-    if d.name != "folder" or not d.get("path"):
-        return d.name
-    label = f"folder:{Path(d.path).expanduser().resolve().name}"
-    return label + (f"@{d.image_size}px" if d.get("image_size") else "")
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -65,7 +65,9 @@ def build_model(cfg: DictConfig, image_shape: tuple[int, ...]) -> torch.nn.Modul
             noise_level=m.noise_level, sparsity=m.sparsity,
         )
     except ValueError as e:  # a network that cannot be built for these images (too many convolutions, say)
-        raise ConfigError(f"arch={a.name} cannot be built for {'x'.join(map(str, image_shape))} images: {e}") from None
+        fix = "; give fewer arch.channels" + (" or a larger data.image_size" if cfg.data.name == "folder" else "")
+        raise ConfigError(f"arch={a.name} cannot be built for {'x'.join(map(str, image_shape))} images: {e}"
+                          f"{fix if a.name == 'conv' else ''}") from None
 
 
 @torch.no_grad()
@@ -182,6 +184,16 @@ def save_probe(path: Path, result: probe.ProbeResult, classes: tuple[str, ...], 
         np.savez(f, **arrays)
 
 
+def check_same_images(checkpoint: dict[str, Any], ds: data.ImageData) -> None:
+    """Refuse to resume on other images than the checkpoint's (a folder changed since, say)."""
+    saved = checkpoint.get("data")  # absent in checkpoints of aebench < 0.4
+    if saved and (saved.get("identity"), saved.get("pretrain_images")) != (ds.identity, len(ds.pretrain)):
+        raise CheckpointError(
+            f"the images changed since the checkpoint was written ({saved.get('label')}: {saved.get('pretrain_images')} "
+            f"images to train on, now {len(ds.pretrain)}; data identity {saved.get('identity')}, now {ds.identity}); "
+            "a resumed run needs the images it started with: restore them, or start a new run")
+
+
 def run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None,
         launcher_threads: int | None = None, sweep_dir: Path | None = None) -> dict[str, Any]:
     """Run the whole pipeline in ``run_dir``; return the metrics written to metrics.json.
@@ -190,6 +202,8 @@ def run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None
     """
     t_start = time.perf_counter()
     config.validate(cfg)
+    if cfg.data.path:  # absolute in the checkpoint: a resume or load_run elsewhere finds the same folder
+        cfg.data.path = str(Path(cfg.data.path).expanduser().resolve())
     device = config.resolve_device(cfg.device)
     flush_denormals()  # before any parallel torch work of this process: its worker threads inherit it
     torch.set_num_threads(default_threads(cfg, launcher_threads))
@@ -247,7 +261,8 @@ def _run(cfg: DictConfig, run_dir: Path, device: torch.device, checkpoint: dict[
     trainer = Trainer(
         model, ds, settings,
         checkpoint_path=run_dir / CHECKPOINT,
-        checkpoint_extra={"aebench_version": __version__, "config": config.to_container(cfg), "tracking": tracker.state},
+        checkpoint_extra={"aebench_version": __version__, "config": config.to_container(cfg), "tracking": tracker.state,
+                          "data": ds.describe()},
         run_dir=run_dir,
         epoch_metrics=epoch_probe if p.every_epoch and ds.labelled else None,
         on_history=on_history,
@@ -255,6 +270,7 @@ def _run(cfg: DictConfig, run_dir: Path, device: torch.device, checkpoint: dict[
     )
     resumed_from = None
     if checkpoint is not None:
+        check_same_images(checkpoint, ds)
         trainer.load_checkpoint(checkpoint)
         resumed_from = {"epoch": trainer.state.epoch, "step": trainer.state.step}
         log.info("resuming after epoch %d, step %d", trainer.state.epoch, trainer.state.step)

@@ -160,7 +160,7 @@ def latent_scatter(points: np.ndarray, labels: np.ndarray | None, class_names: S
         labels = np.zeros(len(points), dtype=int)
     for c, name in enumerate(class_names):
         sel = labels == c
-        ax.scatter(points[sel, 0], points[sel, 1], s=3, alpha=0.6, color=cmap(c % 10), label=name, rasterized=True)
+        ax.scatter(points[sel, 0], points[sel, 1], s=3, alpha=0.6, color=cmap(c % cmap.N), label=name, rasterized=True)
     ax.set_xlabel(axis.format(1))
     ax.set_ylabel(axis.format(2))
     ax.set_title(title)

@@ -27,6 +27,7 @@ always summed in float64.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, Iterable
 
 import torch
 
@@ -306,11 +307,21 @@ def pca_fit(train_x: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor
     The covariance is accumulated over row chunks, so memory stays at one chunk in float64.
     """
     n, d = train_x.shape
-    mean, _ = moments(train_x)
-    cov = torch.zeros(d, d, dtype=torch.float64, device=train_x.device)
     step = rows_per_chunk(d)
-    for i in range(0, n, step):
-        centred = train_x[i : i + step].double() - mean
+    return pca_fit_batches(lambda: (train_x[i : i + step] for i in range(0, n, step)), n, d, dim, train_x.device)
+
+
+def pca_fit_batches(batches: Callable[[], Iterable[torch.Tensor]], n: int, d: int, dim: int,
+                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`pca_fit` of ``n`` rows of width ``d`` that ``batches()`` hands over in order (called twice: the
+    mean, then the covariance), so the rows never need to be in memory together."""
+    total = torch.zeros(d, dtype=torch.float64, device=device)
+    for b in batches():
+        total += b.sum(0, dtype=torch.float64)
+    mean = total / n
+    cov = torch.zeros(d, d, dtype=torch.float64, device=device)
+    for b in batches():
+        centred = b.double() - mean
         cov.addmm_(centred.T, centred)
     cov /= max(n - 1, 1)
     _, vecs = torch.linalg.eigh(cov)  # ascending eigenvalues

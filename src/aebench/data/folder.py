@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from ..errors import DataError
 from . import cache, images
-from .base import Arrays
+from .base import Arrays, label_of
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def arrays(cfg: DictConfig, root: Path, splits: tuple[str, ...] = ("train", "tes
     size = cfg.image_size
     fields = {"source": "folder", "path": str(path), "files": _fingerprint(every_file), "image_size": size,
               "channels": str(cfg.channels), "test_fraction": cfg.test_fraction if "all" in listed else None}
-    label = f"folder:{path.name}"
+    label = label_of(cfg)
 
     def build(folder: Path) -> dict[str, Any]:
         channels, _, (h, w) = _channels_and_size(every_file, cfg)
@@ -168,11 +168,9 @@ def arrays(cfg: DictConfig, root: Path, splits: tuple[str, ...] = ("train", "tes
         return f.get("source") == "folder" and f.get("path") == str(path) and f.get("image_size") == size \
             and f.get("channels") == fields["channels"] and f.get("files") != fields["files"]
 
-    folder, meta = cache.entry(root, label.replace(":", "-"), fields, build, same_source)
+    folder, meta = cache.entry(root, f"folder-{path.name}", fields, build, same_source)
     read = cache.read(folder, splits)
     title = f"{path.name} (folder)"
-    if size is not None:
-        label += f"@{size}px"
     notes = {"path": str(path), "image_size": size, "channels": meta["channels"], "cache": str(folder),
              "split": "train/ and test/ folders" if "all" not in listed else
              f"class-stratified hold-out of {cfg.test_fraction:g} (fixed per folder)"}

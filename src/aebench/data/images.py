@@ -32,7 +32,7 @@ def open_image(path: str | Path):
 
     try:
         return Image.open(path)
-    except (OSError, UnidentifiedImageError, ValueError) as e:
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
         raise DataError(f"cannot read the image {path} ({squashed(e, 120)}); fix or remove it") from None
 
 
@@ -70,9 +70,11 @@ def to_array(image, channels: int, size: int | None) -> np.ndarray:
 
 def load(path: str | Path, channels: int, size: int | None) -> np.ndarray:
     """:func:`to_array` of the file at ``path``; a truncated or unreadable file is a one-line DataError."""
+    from PIL import Image
+
     image = open_image(path)
     try:
         with image:
             return to_array(image, channels, size)
-    except (OSError, ValueError, SyntaxError) as e:  # Pillow's errors for truncated or damaged pixel data
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # truncated or damaged pixel data
         raise DataError(f"cannot decode the image {path} ({squashed(e, 120)}); fix or remove it") from None

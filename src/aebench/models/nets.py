@@ -83,11 +83,10 @@ class ConvNet:
             h, w = sizes[-1]
             if h < 2 or w < 2:
                 raise ValueError(f"{len(self.channels)} stride-2 convolutions need images of at least "
-                                 f"{2 ** len(self.channels)}x{2 ** len(self.channels)} pixels (each halves the image); "
-                                 f"give fewer arch.channels or a larger data.image_size")
+                                 f"{2 ** len(self.channels)}x{2 ** len(self.channels)} pixels (each halves the image)")
             sizes.append((h // 2, w // 2))
         self.sizes = sizes  # spatial size before each convolution, then after the last
-        self.flat = (self.channels[-1] if self.channels else self.image_shape[0]) * sizes[-1][0] * sizes[-1][1]
+        self.flat = self.channels[-1] * sizes[-1][0] * sizes[-1][1]
 
     def encoder(self) -> tuple[nn.Module, int]:
         act = ACTIVATIONS[self.activation]
@@ -102,9 +101,9 @@ class ConvNet:
 
     def decoder(self, latent: int) -> nn.Module:
         act = ACTIVATIONS[self.activation]
-        layers = list(mlp([latent, *reversed(self.hidden), self.flat], final_activation=bool(self.channels),
+        layers = list(mlp([latent, *reversed(self.hidden), self.flat], final_activation=True,
                           activation=self.activation))
-        last_channels = self.channels[-1] if self.channels else self.image_shape[0]
+        last_channels = self.channels[-1]
         layers += [nn.Unflatten(1, (last_channels, *self.sizes[-1])), ToChannelsLast()]
         outs = [*reversed(self.channels[:-1]), self.image_shape[0]]
         for i, (ch_in, ch_out) in enumerate(zip(reversed(self.channels), outs)):
