@@ -220,3 +220,16 @@ def test_a_seed_sweep_is_summarised_per_group_with_mean_and_spread(tmp_path, dat
     md = (sweep / "summary.md").read_text()
     assert "## Across seeds" in md and "| 3 (0 1 2) |" in md and " ± " in md
     assert "across seeds (mean ± std)" in proc.stdout
+
+
+def test_the_leaderboard_experiment_sweeps_every_objective_on_every_network_over_seeds_1_to_3():
+    from hydra import compose, initialize_config_module
+
+    import aebench.cli  # noqa: F401  (registers the schema and resolvers)
+
+    with initialize_config_module(version_base="1.3", config_module="aebench.conf"):
+        cfg = compose("config", overrides=["experiment=leaderboard"], return_hydra_config=True)
+    params = {k: str(v).split(",") for k, v in cfg.hydra.sweeper.params.items()}
+    assert params == {"model": ["ae", "vae", "dae", "sae"], "arch": ["mlp", "conv"], "seed": ["1", "2", "3"]}
+    assert cfg.hydra.launcher._target_.endswith("BasicLauncher")  # serial: joblib's thread split changes results
+    assert cfg.experiment_name == "leaderboard" and cfg.data.name == "mnist"
