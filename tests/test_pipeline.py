@@ -105,7 +105,7 @@ def test_help_lists_groups_and_options(tmp_path):
     from aebench.data import SOURCES
 
     for word in ("model: ae, dae, sae, vae", "arch: conv, mlp", f"data: {', '.join(sorted(SOURCES))}",
-                 "experiment: seed_report", "latent: 20", "device: auto"):
+                 "experiment: leaderboard, seed_report", "latent: 20", "device: auto"):
         assert word in proc.stdout, word
 
 
