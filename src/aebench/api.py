@@ -259,9 +259,7 @@ class Run:
         parts = []
         for x in source.batches(self.device, progress):
             if sample:
-                mu, logvar = self.model.posterior(x)
-                eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
-                parts.append((mu + eps * torch.exp(0.5 * logvar)).float().cpu())
+                parts.append(self.model.draw(*self.model.posterior(x), generator).float().cpu())
             else:
                 parts.append(pipeline.encode_all(self.model, x, batch=len(x)).cpu())
         return torch.cat(parts) if parts else torch.zeros(0, self.latent)

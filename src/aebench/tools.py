@@ -50,7 +50,7 @@ def encode_parser() -> argparse.ArgumentParser:
     return p
 
 
-def read_input(run: Any, text: str) -> dict[str, Any]:
+def read_input(text: str) -> dict[str, Any]:
     """One INPUT as {"images": what Run.encode takes, "labels": int64 array or None, "files": list or None}."""
     from . import api, data
 
@@ -79,7 +79,7 @@ def encode_command(args: argparse.Namespace) -> None:
         raise api.ImageError(f"--out {out}: give a file name ending in .npz")
     run = api.load_run(args.run, device=args.device, allow_incomplete=args.allow_incomplete)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
-    inputs = [read_input(run, text) for text in args.inputs]
+    inputs = [read_input(text) for text in args.inputs]
     codes = np.concatenate([run.encode(i["images"], progress=progress).numpy() for i in inputs])
     result: dict[str, np.ndarray] = {"codes": codes}
     if all(i["labels"] is not None for i in inputs):

@@ -164,10 +164,15 @@ class VAE(_Autoencoder):
         z = torch.randn(n, self.latent, device=device, generator=generator)
         return self.decode(z)
 
+    @staticmethod
+    def draw(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A code drawn from the posterior: z = mu + sigma * eps (the reparameterisation)."""
+        eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
+        return mu + eps * torch.exp(0.5 * logvar)
+
     def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         mu, logvar = self.posterior(x)
-        eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
-        z = mu + eps * torch.exp(0.5 * logvar)
+        z = self.draw(mu, logvar, generator)
         logits = self.decode_logits(z)
         n = x.shape[0]
         bce = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / n
