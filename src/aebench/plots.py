@@ -203,7 +203,7 @@ def metric_vs_latent(series: dict[str, dict[int, tuple[float, float | None, floa
     for i, (name, points) in enumerate(references.items()):
         xs = sorted(points)
         if len(xs) == 1 or len({points[x] for x in xs}) == 1:
-            ax.axhline(scale * points[xs[0]], linestyle=":", color="gray", label=name)
+            ax.axhline(scale * points[xs[0]], linestyle=(":", "-.", "--")[i % 3], color="gray", label=name)
         else:
             ax.plot(xs, [scale * points[x] for x in xs], "--", color=f"C{7 + i}", label=name)
     ax.set_xscale("log")
