@@ -272,3 +272,17 @@ def test_the_sweep_callback_survives_a_damaged_job(tmp_path, capsys):
     assert (sweep / "summary.md").is_file()
     assert compare.sweep_problem and "1 of 2 job(s) did not complete" in compare.sweep_problem
     compare.sweep_problem = None
+
+
+def test_groups_at_one_latent_size_are_drawn_side_by_side(tmp_path, monkeypatch):
+    """A leaderboard has every group at latent 20: their error bars must not be drawn on one vertical line."""
+    from aebench import plots
+
+    drawn = {}
+    monkeypatch.setattr(plots, "_save", lambda fig, path: drawn.setdefault("fig", fig))
+    series = {f"{m} mlp": {20: (0.92 + i / 100, 0.91 + i / 100, 0.93 + i / 100)} for i, m in enumerate(("AE", "VAE", "DAE"))}
+    plots.metric_vs_latent(series, {}, "acc", "t", tmp_path / "f.png", percent=True, noise=stats.SEED_NOISE)
+    ax = drawn["fig"].axes[0]
+    xs = [bars.lines[0].get_xdata()[0] for bars in ax.containers if bars.get_label() in series]
+    assert len(xs) == 3 and len(set(xs)) == 3 and min(xs) < 20 < max(xs) and max(xs) / min(xs) < 1.1
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["20"]  # the tick still names the true size
