@@ -286,3 +286,4 @@ def test_groups_at_one_latent_size_are_drawn_side_by_side(tmp_path, monkeypatch)
     xs = [bars.lines[0].get_xdata()[0] for bars in ax.containers if bars.get_label() in series]
     assert len(xs) == 3 and len(set(xs)) == 3 and min(xs) < 20 < max(xs) and max(xs) / min(xs) < 1.1
     assert [t.get_text() for t in ax.get_xticklabels()] == ["20"]  # the tick still names the true size
+    plots.plt.close(drawn["fig"])
