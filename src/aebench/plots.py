@@ -193,18 +193,18 @@ def metric_vs_latent(series: dict[str, dict[int, tuple[float, float | None, floa
     scale = 100 if percent else 1
     # series that share a latent size are drawn side by side (a few % apart on the log axis), so their error
     # bars do not hide each other; the ticks stay at the true sizes
-    spread = 1.035 if len(series) > 1 else 1.0
+    spread = 1.035  # per series; a lone series sits at its true size (exponent 0)
     for i, (name, points) in enumerate(series.items()):
         xs = sorted(points)
-        shift = spread ** (i - (len(series) - 1) / 2)
+        at = [x * spread ** (i - (len(series) - 1) / 2) for x in xs]
         means = np.array([scale * points[x][0] for x in xs])
         lows = np.array([scale * (points[x][1] if points[x][1] is not None else points[x][0]) for x in xs])
         highs = np.array([scale * (points[x][2] if points[x][2] is not None else points[x][0]) for x in xs])
         if np.any(highs > lows):
-            ax.errorbar([x * shift for x in xs], means, yerr=[np.maximum(means - lows, 0), np.maximum(highs - means, 0)],
-                        fmt="o-", capsize=3, label=name)
+            ax.errorbar(at, means, yerr=[np.maximum(means - lows, 0), np.maximum(highs - means, 0)], fmt="o-", capsize=3,
+                        label=name)
         else:
-            ax.plot([x * shift for x in xs], means, "o-", label=name)
+            ax.plot(at, means, "o-", label=name)
     for i, (name, points) in enumerate(references.items()):
         xs = sorted(points)
         if len(xs) == 1 or len({points[x] for x in xs}) == 1:
