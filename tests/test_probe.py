@@ -66,8 +66,10 @@ def test_knn_matches_brute_force():
     train_y = torch.randint(0, 3, (300,), generator=g)
     test = torch.randn(50, 4, generator=g)
     test_y = torch.randint(0, 3, (50,), generator=g)
-    got = probe.knn_accuracy(train, train_y, test, test_y, k=5, num_classes=3, chunk=7)
-    assert probe.knn_accuracy(train, train_y, test, test_y, k=5, num_classes=3) == got  # chunking changes nothing
+    got, chunked_pred = probe.knn_accuracy(train, train_y, test, test_y, k=5, num_classes=3, chunk=7, return_predictions=True)
+    # chunking (7 rows, the last chunk 1 row, in reused buffers) changes nothing
+    whole, whole_pred = probe.knn_accuracy(train, train_y, test, test_y, k=5, num_classes=3, return_predictions=True)
+    assert whole == got and torch.equal(chunked_pred, whole_pred)
     tr, te = probe.standardise(train, test)
     d = ((te[:, None, :] - tr[None]) ** 2).sum(-1)
     nearest = d.argsort(1)[:, :5]

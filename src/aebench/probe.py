@@ -285,11 +285,16 @@ def knn_accuracy(
     rank_bonus = torch.pow(2.0, -(torch.arange(k, device=train_x.device, dtype=torch.float64) + 1))
     correct = 0
     predictions = []
+    # One distance block and one top-k result, reused by every chunk: a fresh 8-MiB block per chunk
+    # fragmented glibc's heap after a training run (its peak RSS rose by up to 900 MiB during k-NN).
+    rows = min(chunk, len(test_x))
+    dist_block = train_x.new_empty(rows, len(train_x))
+    top_values, top_indices = train_x.new_empty(rows, k), torch.empty(rows, k, dtype=torch.long, device=train_x.device)
     for start in range(0, len(test_x), chunk):
         q = test_x[start : start + chunk]
-        # squared distance up to a per-query constant: |t|^2 - 2 q.t, in one allocation
-        dist = torch.addmm(train_sq, q, train_x.T, alpha=-2.0)
-        idx = dist.topk(k, dim=1, largest=False).indices
+        # squared distance up to a per-query constant: |t|^2 - 2 q.t
+        dist = torch.addmm(train_sq, q, train_x.T, alpha=-2.0, out=dist_block[: len(q)])
+        idx = torch.topk(dist, k, dim=1, largest=False, out=(top_values[: len(q)], top_indices[: len(q)])).indices
         votes = torch.zeros(len(q), num_classes, device=q.device, dtype=torch.float64)
         votes.scatter_add_(1, train_y[idx], (1.0 + rank_bonus).expand(len(q), k).contiguous())
         pred = votes.argmax(1)
