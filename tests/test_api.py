@@ -65,7 +65,7 @@ def test_probe_file_keeps_the_contract_and_classify_reproduces_the_run(trained):
     assert torch.equal(test_codes, pipeline.encode_all(run.model, ds.test))
     # every form of the same images gives the same codes
     floats = torch.from_numpy(test_x[:50].copy()).float() / 255
-    for form in (test_x[:50, 0], test_x[:50].transpose(0, 2, 3, 1), torch.from_numpy(test_x[:50]), floats,
+    for form in (test_x[:50, 0], test_x[:50].transpose(0, 2, 3, 1), torch.from_numpy(test_x[:50].copy()), floats,
                  floats.reshape(50, -1).numpy()):
         assert torch.equal(run.encode(form), test_codes[:50])
 
@@ -133,7 +133,7 @@ def fake_run(root: Path, name: str, arch: str, **settings) -> Path:
 @pytest.mark.parametrize("name,arch", [("ae", "mlp"), ("vae", "mlp"), ("ae", "conv"), ("vae", "conv")])
 def test_exports_match_the_model_on_a_thousand_test_images(tmp_path, data_root, name, arch):
     run = aebench.load_run(fake_run(tmp_path, name, arch))
-    x = torch.from_numpy(run.dataset("test")[0][:1000]).reshape(1000, -1).float() / 255
+    x = torch.from_numpy(run.dataset("test")[0][:1000].copy()).reshape(1000, -1).float() / 255
     codes = run.encode(x)
     for fmt in export.FORMATS:
         sidecar = export.export(run, fmt, tmp_path / fmt)
