@@ -30,7 +30,7 @@ def timed_run(tmp_path, *overrides):
     m = read_metrics(only_run_dir(tmp_path))
     print(f"\naebench {' '.join(overrides) or '(defaults)'}: {wall:.1f} s wall; "
           + ", ".join(f"{k}={m[k]:.4f}" for k in ("probe_accuracy", "knn_accuracy", "pca_probe_accuracy", "recon_mse", "neg_elbo") if m.get(k) is not None)
-          + f"; seconds {m['seconds']}")
+          + f"; seconds {m['seconds']}; peak host {m['memory']['peak_host_mib']} MiB")
     return m
 
 
