@@ -74,9 +74,9 @@ def test_the_option_tables_give_the_configs_defaults(path, at_least):
                     assert default == "none" and not any(v.get("enabled") for v in node.values()), key
                     continue
                 node = node["name"]
-            assert node == literal(default), f"README says {key} defaults to {default}; the config has {node!r}"
+            assert node == literal(default), f"{path.name} says {key} defaults to {default}; the config has {node!r}"
             checked += 1
-    assert checked >= at_least, checked  # the table was found and read (every value it gives: 44 in docs/options.md, 12 in the README today)
+    assert checked >= at_least, checked  # the table was found and read (44 values in docs/options.md, 12 in the README)
 
 
 def test_the_per_network_hidden_defaults_are_the_docs():
