@@ -24,10 +24,8 @@ CHOICES = {"mlp": "arch=mlp", "conv": "arch=conv", "ae": "model=ae", "vae": "mod
 
 
 def option_rows(path: Path = OPTIONS_DOC) -> list[tuple[str, str, str]]:
-    """(option, default, meaning) cells of every row of the first table after the file's options heading."""
-    text = path.read_text()
-    after = text.split("### Options", 1)[1] if path == README else text
-    after = after.splitlines()
+    """(option, default, meaning) cells of every row of the first table after "### Options" (or in the file)."""
+    after = path.read_text().split("### Options", 1)[-1].splitlines()
     start = next(i for i, line in enumerate(after) if line.startswith("|"))
     table = []
     for line in after[start + 2 :]:  # past the header and its rule
