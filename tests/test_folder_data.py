@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from aebench import data, rundirs
+from aebench import data, rundir
 from aebench.errors import DataError
 
 from conftest import read_metrics, run_in_process
@@ -200,7 +200,7 @@ def test_bad_folders_get_one_line(case, tmp_path, monkeypatch):
 
 
 def test_a_path_in_an_override_does_not_nest_sweep_folders():
-    name = rundirs.job_dir_name(3, "data.path=/images/cats,data=folder")
+    name = rundir.job_dir_name(3, "data.path=/images/cats,data=folder")
     assert "/" not in name and name.startswith("3_data.path=")
 
 

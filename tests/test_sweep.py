@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aebench.rundirs import job_dir_name, unique_dir
+from aebench.rundir import job_dir_name, unique_dir
 from conftest import TINY, read_metrics, run_cli
 
 ONE_EPOCH = ["epochs=1", *TINY]

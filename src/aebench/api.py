@@ -7,8 +7,8 @@
 
 Images are brought to the run's shape exactly as its data were (:mod:`aebench.data.images`: channels,
 size; uint8 / 255), then encoded in batches of :func:`aebench.train.eval_batch` (10 000 for MNIST) by
-the pipeline's own :func:`~aebench.pipeline.encode_all`, with the model built by
-:func:`~aebench.pipeline.build_model`: on a CPU the codes are the ones the run's probe read, bit for bit.
+the training loop's own :func:`~aebench.train.encode_all`, with the model built by
+:func:`aebench.models.from_config`: on a CPU the codes are the ones the run's probe read, bit for bit.
 
 Every refusal is one line (a :class:`RunError` or :class:`ImageError`, both :class:`AebenchError`).
 Runs written by aebench 0.3.0 (no ``probe.npz``, no ``data`` in metrics.json) load too: their probe is
@@ -28,17 +28,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from . import __version__, data, pipeline, probe
-from .errors import AebenchError, squashed
-from .train import eval_batch
+from . import __version__, data, models, probe, rundir
+from .errors import AebenchError, RunError, squashed
+from .train import encode_all, eval_batch
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ImageError", "Preprocessing", "Probe", "Run", "RunError", "image_files", "load_run"]
-
-
-class RunError(AebenchError):
-    """A directory that cannot be loaded as a run: not a run, no checkpoint, damaged, incomplete, another version."""
 
 
 class ImageError(AebenchError):
@@ -89,17 +85,21 @@ def load_run(path: str | Path, device: str | torch.device = "cpu", allow_incompl
 
     run_dir = Path(path).expanduser()
     _check_is_run(run_dir)
-    metrics = _read_json(run_dir / pipeline.METRICS_FILE)
-    ckpt_path = run_dir / pipeline.CHECKPOINT
+    try:
+        metrics = rundir.read_metrics(run_dir)
+    except rundir.Unreadable as e:
+        raise RunError(f"{run_dir / rundir.METRICS} cannot be read ({e}); it is damaged") from None
+    ckpt_path = run_dir / rundir.CHECKPOINT
     if not ckpt_path.is_file():
-        raise RunError(f"run {run_dir} has no checkpoint ({pipeline.CHECKPOINT}): nothing to load "
+        raise RunError(f"run {run_dir} has no checkpoint ({rundir.CHECKPOINT}): nothing to load "
                        "(it stopped before its first epoch ended, or the file was removed); run it again")
-    ckpt = _read_checkpoint(ckpt_path)
+    # The forgiving read: resuming refuses other versions (training goes on with this code); using the weights does not.
+    ckpt = rundir.read_checkpoint(ckpt_path, strict=False)
     version = str(ckpt.get("aebench_version", "unknown"))
-    cfg = _config_of(ckpt["config"])
+    cfg = rundir.config_of(ckpt, strict=False)
     status = metrics.get("status") if metrics else None
     if status != "completed" and not allow_incomplete:
-        what = f"status: {status}" if status else f"no {pipeline.METRICS_FILE}"
+        what = f"status: {status}" if status else f"no {rundir.METRICS}"
         raise RunError(f"run {run_dir} did not complete ({what}; checkpoint after epoch {ckpt.get('epoch', '?')} of "
                        f"{cfg.get('epochs', '?')}); load_run(..., allow_incomplete=True) takes its last checkpoint, "
                        f"or finish it: aebench resume={run_dir}")
@@ -107,7 +107,7 @@ def load_run(path: str | Path, device: str | torch.device = "cpu", allow_incompl
     prep = _preprocessing(run_dir, cfg, recorded)
     device = config.resolve_device(str(device)) if not isinstance(device, torch.device) else device
     try:
-        model = pipeline.build_model(cfg, prep.image_shape)
+        model = models.from_config(cfg, prep.image_shape)
         model.load_state_dict(ckpt["model"])
     except (AebenchError, RuntimeError, KeyError, ValueError, TypeError) as e:
         raise RunError(f"run {run_dir} was written by aebench {version} and cannot be loaded by aebench {__version__}: "
@@ -121,49 +121,13 @@ def _check_is_run(run_dir: Path) -> None:
     if not run_dir.is_dir():
         raise RunError(f"{run_dir} is not a directory; give a run's directory (outputs/<date>/<time>, "
                        "or a sweep job: multirun/<date>/<time>/<n>)")
-    markers = (pipeline.METRICS_FILE, pipeline.CHECKPOINT.parent, Path(".hydra") / "config.yaml", pipeline.HISTORY_FILE)
-    if any((run_dir / m).exists() for m in markers):
+    if rundir.is_run(run_dir):
         return
-    jobs = sorted(p.name for p in run_dir.iterdir() if p.is_dir() and any((p / m).exists() for m in markers))
+    jobs = sorted(p.name for p in run_dir.iterdir() if p.is_dir() and rundir.is_run(p))
     if jobs:
         raise RunError(f"{run_dir} is a sweep, not a run; give one of its jobs, e.g. {run_dir / jobs[0]}")
-    raise RunError(f"{run_dir} is not an aebench run: no {pipeline.METRICS_FILE}, {pipeline.CHECKPOINT} or .hydra/ there; "
+    raise RunError(f"{run_dir} is not an aebench run: no {rundir.METRICS}, {rundir.CHECKPOINT} or .hydra/ there; "
                    "give a run's directory (outputs/<date>/<time>, or a sweep job: multirun/<date>/<time>/<n>)")
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    import json
-
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise RunError(f"{path} cannot be read ({squashed(e, 120)}); it is damaged") from None
-
-
-def _read_checkpoint(path: Path) -> dict[str, Any]:
-    # The forgiving path: pipeline.load_checkpoint refuses other versions (resuming needs the same code);
-    # using the weights does not.  A checkpoint is a pickle: load runs you trust.
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - whatever the unpickler says, the file is damaged
-        raise RunError(f"checkpoint {path} cannot be read ({type(e).__name__}: {squashed(e, 100)}); it is damaged: "
-                       "restore it, or run again") from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
-        raise RunError(f"{path} is not an aebench checkpoint (no model weights and config in it); "
-                       "give a run directory made by aebench")
-    return ckpt
-
-
-def _config_of(saved: dict[str, Any]) -> DictConfig:
-    """The run's config on today's schema (keys added since are filled with their defaults), else as saved."""
-    from . import config
-
-    try:
-        return OmegaConf.merge(OmegaConf.structured(config.Config), saved)  # type: ignore[return-value]
-    except Exception:  # noqa: BLE001 - a key the schema no longer has: keep the run's own config as it is
-        return OmegaConf.create(saved)
 
 
 def _preprocessing(run_dir: Path, cfg: DictConfig, recorded: dict[str, Any]) -> Preprocessing:
@@ -177,7 +141,7 @@ def _preprocessing(run_dir: Path, cfg: DictConfig, recorded: dict[str, Any]) -> 
     size, channels = cfg.data.get("image_size"), str(cfg.data.get("channels"))
     if size and channels in ("1", "3"):
         return Preprocessing((int(channels), int(size), int(size)), int(size))
-    raise RunError(f"run {run_dir} does not record its images' shape (neither {pipeline.METRICS_FILE} nor its checkpoint "
+    raise RunError(f"run {run_dir} does not record its images' shape (neither {rundir.METRICS} nor its checkpoint "
                    "has 'data'); load it with the aebench that wrote it")
 
 
@@ -210,7 +174,9 @@ class Run:
         self.version = version  # the aebench that wrote the run
         self.classes = classes
         self.epoch = int(checkpoint.get("epoch", len(history)))
-        self._last_probe = (checkpoint.get("epoch_metrics") or {}).get("init")
+        # the accuracy curve's last fit: under "callbacks" since 0.5, "epoch_metrics" in 0.3 and 0.4 checkpoints
+        saved_curve = (checkpoint.get("callbacks") or {}).get("probe") or checkpoint.get("epoch_metrics") or {}
+        self._last_probe = saved_curve.get("init")
         self._probe: Probe | None = None
 
     def __repr__(self) -> str:
@@ -261,7 +227,7 @@ class Run:
             if sample:
                 parts.append(self.model.draw(*self.model.posterior(x), generator).float().cpu())
             else:
-                parts.append(pipeline.encode_all(self.model, x, batch=len(x)).cpu())
+                parts.append(encode_all(self.model, x, batch=len(x)).cpu())
         return torch.cat(parts) if parts else torch.zeros(0, self.latent)
 
     @torch.no_grad()
@@ -311,15 +277,13 @@ class Run:
     def _load_probe(self) -> Probe:
         if self.classes is None:
             raise RunError(f"run {self.path} has no classes (its images had no labels), so it has no probe to classify with")
-        saved = self.path / pipeline.PROBE_FILE
-        if saved.is_file():
-            try:
-                with np.load(saved) as f:
-                    arrays = {k: f[k] for k in ("weight", "bias", "mean", "scale")}
-            except Exception as e:  # noqa: BLE001 - any unreadable file gets the same line
-                raise RunError(f"{saved} cannot be read ({squashed(e, 100)}); it is damaged") from None
-            t = {k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}
-            return Probe(t["weight"], t["bias"], t["mean"].float(), t["scale"].float(), f"{pipeline.PROBE_FILE}: the run's final probe")
+        try:
+            arrays = rundir.read_probe(self.path)
+        except rundir.Unreadable as e:
+            raise RunError(str(e)) from None
+        if arrays is not None:
+            t = {k: torch.from_numpy(v) for k, v in arrays.items()}
+            return Probe(t["weight"], t["bias"], t["mean"].float(), t["scale"].float(), f"{rundir.PROBE}: the run's final probe")
         train_x, train_y = self.dataset("train")
         train_codes = self.encode(train_x)
         mean, scale = probe.standardisation(train_codes)
@@ -327,7 +291,7 @@ class Run:
         if self._last_probe is not None:
             weight, bias = (t.detach().float().cpu() for t in self._last_probe)
             source = (f"the checkpoint's last probe (epoch {self.epoch}, float32), standardised with the {n} train codes "
-                      f"recomputed (aebench {self.version} saved no {pipeline.PROBE_FILE})")
+                      f"recomputed (aebench {self.version} saved no {rundir.PROBE})")
         else:
             p = self.config.probe
             z = probe.apply_standardisation(train_codes, mean, scale)
@@ -335,7 +299,7 @@ class Run:
             fit = probe.fit_standardised(z, y, z[:1], y[:1], len(self.classes), p.l2, p.tol, p.max_iter)
             weight, bias = fit.exact_weight, fit.exact_bias
             source = (f"re-fitted on the {n} train codes with the run's probe settings "
-                      f"(the run saved no probe: no {pipeline.PROBE_FILE}, none in its checkpoint)")
+                      f"(the run saved no probe: no {rundir.PROBE}, none in its checkpoint)")
         log.warning("run %s: classifying with %s", self.path, source)
         return Probe(weight, bias, mean, scale, source)
 

@@ -22,8 +22,10 @@ Bounded for wide images (3 072 values for CIFAR-10, 27 648 for STL-10):
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -201,3 +203,34 @@ def budget_probes(ds: data.ImageData, root: Path, kind: str, dim: int | None, bu
                                          penalty, tol, max_iter)
 
     return cached(cache_path(root, ds), key, compute, f"{kind} probes on {', '.join(map(str, budgets))} labels")
+
+
+@dataclass
+class RunBaselines:
+    """The baselines a run is set against: the probe on a PCA of the pixels to the code's size and on the raw
+    pixels, with their label budgets (None where not asked for, or where the data have no labels)."""
+
+    pca_probe: float | None = None
+    pixel_probe: float | None = None
+    pca_budgets: dict[str, dict] | None = None
+    pixel_budgets: dict[str, dict] | None = None
+
+
+def for_run(cfg: Any, ds: data.ImageData, root: Path) -> RunBaselines:
+    """Every baseline the run's settings ask for (``probe.*``), each computed once per dataset and cached."""
+    if not ds.labelled:
+        return RunBaselines()
+    p = cfg.probe
+    budgets = list(p.label_budgets)
+    draws = dict(budgets=budgets, draws=p.budget_draws, seed=cfg.seed, penalty=p.budget_penalty, tol=p.tol,
+                 max_iter=p.max_iter)
+    pca = functools.cache(functools.partial(pca_features, ds, min(cfg.latent, ds.input_dim)))  # fitted once, if needed
+    out = RunBaselines(pca_probe=pca_probe(ds, root, cfg.latent, p.l2, p.tol, p.max_iter, features=pca))
+    if p.pixel_baseline:
+        out.pixel_probe = pixel_probe(ds, root, p.l2, p.tol, p.max_iter)
+    if budgets:
+        out.pca_budgets = budget_probes(ds, root, "pca", cfg.latent, **draws, features=pca)
+        del pca  # its features are not needed again
+        if p.pixel_baseline:
+            out.pixel_budgets = budget_probes(ds, root, "pixels", None, **draws)
+    return out

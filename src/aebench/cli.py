@@ -28,28 +28,18 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from . import atomic, config, pipeline, rundirs
+from . import config, rundir
 from .errors import AebenchError, CheckpointError, ConfigError, Interrupted, RunFailed, first_line
 
 log = logging.getLogger("aebench")
 
-# Overrides that may change when a run is resumed; everything else comes from its checkpoint.
-# ("logger" also covers its settings, logger.mlflow.tracking_uri=... say: where the run is recorded.)
-RESUME_OVERRIDES = ("resume", "device", "threads", "progress", "figures", "logger")
-
-
-def _override_key(override: str) -> str:
-    """The top-level key an override sets: ``logger`` for ``logger.mlflow.tracking_uri=...``."""
-    return override.split("=", 1)[0].lstrip("+~").split(".", 1)[0]
-
-
 # ------------------------------------------------------------------ resolvers used by conf/config.yaml
 def register_resolvers() -> None:
     # use_cache: one value per process and per argument, so every read of hydra.run.dir agrees.
-    OmegaConf.register_new_resolver("aebench.unique_dir", rundirs.unique_dir, use_cache=True, replace=True)
-    OmegaConf.register_new_resolver("aebench.run_dir", rundirs.run_dir, use_cache=True, replace=True)
-    OmegaConf.register_new_resolver("aebench.output_subdir", rundirs.output_subdir, use_cache=True, replace=True)
-    OmegaConf.register_new_resolver("aebench.job_dir", rundirs.job_dir_name, replace=True)
+    OmegaConf.register_new_resolver("aebench.unique_dir", rundir.unique_dir, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("aebench.run_dir", rundir.run_dir, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("aebench.output_subdir", rundir.output_subdir, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("aebench.job_dir", rundir.job_dir_name, replace=True)
 
 
 register_resolvers()
@@ -72,49 +62,29 @@ def launcher_threads(hc: Any) -> int | None:
     n_jobs = launcher.get("n_jobs")
     if n_jobs is None:
         return None
-    cores = pipeline.usable_cores()
+    cores = config.usable_cores()
     jobs_at_once = cores + 1 + n_jobs if n_jobs < 0 else n_jobs  # joblib's meaning of negative n_jobs
     return max(1, cores // max(1, jobs_at_once))
 
 
 def resume_config(cfg: DictConfig, hc: Any) -> tuple[DictConfig, dict[str, Any]]:
-    """The run's own config from its checkpoint, with only the harmless overrides applied."""
+    """The run's own config from its checkpoint, with only the overrides a resume may change applied."""
     target = Path(cfg.resume).expanduser().resolve()
+    may_change = sorted(rundir.RESUME_MAY_CHANGE)
     for override in hc.overrides.task:
-        if _override_key(override) not in RESUME_OVERRIDES:
+        if not rundir.under(rundir.override_key(override), rundir.RESUME_MAY_CHANGE):
             raise CheckpointError(
                 f"{override} cannot be changed when resuming: a resumed run keeps its own config; "
-                f"only {', '.join(k + '=' for k in RESUME_OVERRIDES)} may be given"
+                f"only {', '.join(k + '=' for k in may_change)} may be given"
             )
-    checkpoint = pipeline.load_checkpoint(target)
-    try:
-        saved = OmegaConf.merge(OmegaConf.structured(config.Config), checkpoint["config"])
-    except OmegaConfBaseException as e:
-        raise CheckpointError(f"checkpoint config in {target} does not fit this aebench ({first_line(e)}); start a new run") from None
-    for key in RESUME_OVERRIDES[1:]:
-        if any(_override_key(o) == key for o in hc.overrides.task):
+    checkpoint = rundir.read_checkpoint(rundir.checkpoint_file(target), strict=True)
+    saved = rundir.config_of(checkpoint, strict=True)
+    for override in hc.overrides.task:
+        key = rundir.override_key(override).split(".", 1)[0]  # logger.mlflow.x=...: the whole logger group
+        if key != "resume":
             saved[key] = cfg[key]
     saved.resume = str(target)
     return saved, checkpoint
-
-
-def interrupted_here(out: Path) -> bool:
-    if not (out / pipeline.CHECKPOINT).is_file():
-        return False
-    metrics = out / pipeline.METRICS_FILE
-    try:
-        return not metrics.is_file() or json.loads(metrics.read_text()).get("status") != "completed"
-    except ValueError:
-        return True
-
-
-def write_status(run_dir_: Path, cfg: DictConfig, status: str, error: str) -> None:
-    """Record a job that did not complete, so a sweep summary can list it."""
-    try:
-        summary = config.summary(cfg)
-    except Exception:  # noqa: BLE001 - the config itself may be what failed
-        summary = {}
-    atomic.write_json(run_dir_ / pipeline.METRICS_FILE, {"status": status, "error": error, "config": summary})
 
 
 WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
@@ -139,10 +109,12 @@ def run_job(cfg: DictConfig) -> float:
         checkpoint = None
         if cfg.resume:
             cfg, checkpoint = resume_config(cfg, hc)
-        elif multirun and interrupted_here(out):
+        elif multirun and rundir.has_unfinished_checkpoint(out):
             # A requeued sweep job (cluster pre-emption, timeout): continue where it stopped.
             log.info("found an unfinished checkpoint in %s; resuming it", out)
-            checkpoint = pipeline.load_checkpoint(out)
+            checkpoint = rundir.read_checkpoint(out / rundir.CHECKPOINT, strict=True)
+        from . import pipeline  # the one module that imports the pipeline: the command that runs it
+
         try:
             metrics = pipeline.run(cfg, out, checkpoint, launcher_threads(hc),
                                    sweep_dir=Path(hc.sweep.dir) if multirun else None)
@@ -152,7 +124,7 @@ def run_job(cfg: DictConfig) -> float:
             raise
     except Interrupted as e:
         log.warning("%s", e)
-        write_status(out, cfg, "interrupted", str(e))
+        rundir.write_status(out, cfg, "interrupted", str(e))
         # Also ends a sweep: SystemExit passes through Hydra's launchers, which would
         # otherwise record the job as failed and start the next one.
         exit_with(f"aebench: {e}", e.exit_code)
@@ -162,7 +134,7 @@ def run_job(cfg: DictConfig) -> float:
             if not isinstance(e, AebenchError):
                 raise  # a bug: show the traceback
             if isinstance(e, RunFailed):  # e.g. training diverged: say so in metrics.json too
-                write_status(out, cfg, "failed", error_line)
+                rundir.write_status(out, cfg, "failed", error_line)
             if isinstance(e, ConfigError) and not cfg.resume and _only_hydra_files(out):
                 shutil.rmtree(out, ignore_errors=True)  # bad input: leave nothing behind
                 for parent in (out.parent, out.parent.parent):  # outputs/<date>/ if now empty
@@ -176,7 +148,7 @@ def run_job(cfg: DictConfig) -> float:
         if not isinstance(e, AebenchError):
             log.debug("".join(traceback.format_exception(e)))
             error_line = f"{type(e).__name__}: {error_line}"
-        write_status(out, cfg, "failed", error_line)
+        rundir.write_status(out, cfg, "failed", error_line)
         return math.nan
     print_summary(metrics, out)
     # what a sweeper optimises; NaN for unlabelled images (no probe)
@@ -187,7 +159,7 @@ def check_resume_target(argv: list[str]) -> None:
     """Refuse ``resume=<dir>`` without a checkpoint before Hydra creates anything there."""
     for arg in argv:
         if arg.startswith("resume=") and arg[len("resume="):] not in ("", "null"):
-            pipeline.checkpoint_file(Path(arg[len("resume="):]).expanduser())
+            rundir.checkpoint_file(Path(arg[len("resume="):]).expanduser())
 
 
 def exit_with(line: str, code: int) -> None:

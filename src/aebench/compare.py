@@ -35,7 +35,7 @@ import numpy as np
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from . import atomic, rundirs, stats
+from . import atomic, rundir, stats
 from .config import flatten
 from .errors import first_line
 
@@ -877,7 +877,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.baseline is not None:
             resolve_baseline(args.baseline, rows, group_by_seed(rows))  # refuse before anything is written
         if out is None:
-            out = Path(rundirs.unique_dir(f"comparisons/{datetime.datetime.now():%Y-%m-%d_%H-%M-%S}"))
+            out = Path(rundir.unique_dir(f"comparisons/{datetime.datetime.now():%Y-%m-%d_%H-%M-%S}"))
         write_report(list(args.dirs), out, reconstructions=not args.no_reconstructions, baseline=args.baseline,
                      rows=rows)
         print(format_table(rows, args.baseline))

@@ -9,9 +9,10 @@ Every error is one line saying what is wrong and what is accepted.
 from __future__ import annotations
 
 import math
-from pathlib import Path
+import os
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from pathlib import Path
+from typing import Any, List, Optional, Sequence
 
 import torch
 from hydra.core.config_store import ConfigStore
@@ -19,12 +20,13 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from .data import SOURCES, DataConfig, label_of
 from .errors import ConfigError
-from .models import ACTIVATIONS, ARCHS, CONV_CHANNELS, NOISES, OBJECTIVES
+from .models import ACTIVATIONS, ARCHS, NOISES, OBJECTIVES
 
 DATASETS = tuple(SOURCES)
 PREPROCESSING_SOURCES = ("folder",)  # the sources that take data.image_size and data.channels
 SCHEDULERS = ("none", "step", "cosine")
 PRECISIONS = ("fp32", "bf16")
+CONV_CHANNELS = (16, 32, 64)  # arch=conv's filters (conf/arch/conv.yaml)
 
 
 @dataclass
@@ -124,6 +126,32 @@ class Config:
 def register() -> None:
     cs = ConfigStore.instance()
     cs.store(name="aebench_schema", node=Config)
+
+
+def compose(overrides: Sequence[str] = ()) -> DictConfig:
+    """The config the ``aebench`` command composes for ``overrides`` (``aebench model=vae latent=10``:
+    ``compose(["model=vae", "latent=10"])``), without Hydra's own settings: the one source of every
+    default, for Python callers (notebooks, tests, benchmarks) as for the command."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    register()
+    if GlobalHydra.instance().is_initialized():  # inside a Hydra app already: its config search path is aebench's
+        return hydra_compose("config", overrides=list(overrides))
+    with initialize_config_module(config_module="aebench.conf", version_base="1.3"):
+        return hydra_compose("config", overrides=list(overrides))
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_threads(cfg: DictConfig, launcher_threads: int | None = None) -> int:
+    """Explicit ``threads``, else what the sweep launcher gives each job, else every usable core."""
+    if cfg.threads:
+        return int(cfg.threads)
+    return launcher_threads or usable_cores()
 
 
 def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:

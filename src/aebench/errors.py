@@ -35,6 +35,10 @@ class CheckpointError(AebenchError):
     """A checkpoint cannot be resumed with this config or this aebench."""
 
 
+class RunError(AebenchError):
+    """A directory that cannot be loaded as a run: not a run, no checkpoint, damaged, incomplete, another version."""
+
+
 class RunFailed(AebenchError):
     """The run started but cannot finish; its ``metrics.json`` records ``status: failed`` and why."""
 

@@ -137,21 +137,19 @@ class SweepThatHoldsUp:
 
         Leaves a ``metrics.json`` the job wrote itself (e.g. ``interrupted``, with how to resume) alone.
         """
-        from . import config, pipeline
+        from . import rundir
 
         assert self.hydra_context is not None and self.config is not None
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
         with open_dict(cfg.hydra.job):
             cfg.hydra.job.num = idx
         job_dir = Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir)
-        if (job_dir / pipeline.METRICS_FILE).is_file():
+        if (job_dir / rundir.METRICS).is_file():
             return job_dir
         task_cfg: DictConfig = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-        hydra_files = job_dir / ".hydra"
-        if not (hydra_files / "config.yaml").is_file():  # the job never started
-            atomic.write_text(hydra_files / "config.yaml", OmegaConf.to_yaml(task_cfg))
-            atomic.write_text(hydra_files / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
-        atomic.write_json(job_dir / pipeline.METRICS_FILE,
-                          {"status": status, "error": reason, "config": config.summary(task_cfg)})
+        if not (job_dir / rundir.CONFIG).is_file():  # the job never started
+            atomic.write_text(job_dir / rundir.CONFIG, OmegaConf.to_yaml(task_cfg))
+            atomic.write_text(job_dir / rundir.OVERRIDES, OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
+        rundir.write_status(job_dir, task_cfg, status, reason)
         return job_dir
 

@@ -105,8 +105,12 @@ def config_params(cfg: DictConfig) -> dict[str, str]:
 
 def run_overrides(run_dir: Path) -> str:
     """The command-line overrides the run was started with (Hydra's .hydra/overrides.yaml), space-separated."""
-    path = run_dir / ".hydra" / "overrides.yaml"
-    return " ".join(OmegaConf.to_container(OmegaConf.load(path))) if path.is_file() else ""
+    from . import rundir
+
+    try:
+        return " ".join(rundir.read_overrides(run_dir))
+    except rundir.Unreadable:  # a damaged file costs the tag only
+        return ""
 
 
 # ------------------------------------------------------------------ the interface the pipeline calls

@@ -2,10 +2,13 @@
 
 Per epoch: a fresh permutation from the run's own generator, one optimiser step
 per batch, loss parts summed on the device (no host synchronisation per step),
-then a batched test-set evaluation, the caller's ``on_epoch_end`` (the probe),
-and an atomic checkpoint.  SIGINT/SIGTERM end the current step, write a
-mid-epoch checkpoint and raise :class:`~aebench.errors.Interrupted`; resuming
-from it gives the same numbers as an uninterrupted run.
+then a batched test-set evaluation and an atomic checkpoint.  SIGINT/SIGTERM end
+the current step, write a mid-epoch checkpoint and raise
+:class:`~aebench.errors.Interrupted`; resuming from it gives the same numbers as an
+uninterrupted run.
+
+Everything else that happens during training (the accuracy curve, ``history.csv``, the
+trackers, a test's signal) is a :class:`Callback`: the loop's one event protocol.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from . import atomic
+from . import atomic, rundir
 from .data import ImageData, Split
 from .errors import CheckpointError, Interrupted, TrainingDiverged, first_line, squashed
 
@@ -54,18 +57,77 @@ def batches(x: torch.Tensor | Split, size: int) -> Iterator[torch.Tensor]:
             yield x[start : start + size]
 
 
-@dataclass
-class TrainSettings:
-    epochs: int
-    batch_size: int
-    lr: float
-    weight_decay: float = 0.0
-    scheduler: str = "none"  # none | step | cosine
-    step_size: int = 6
-    gamma: float = 0.1
-    precision: str = "fp32"
-    compile: bool = False
-    seed: int = 0
+@torch.no_grad()
+def encode_all(model: nn.Module, x: torch.Tensor | Split, batch: int | None = None) -> torch.Tensor:
+    """The codes (float32) of every image of ``x`` (flat images, or a split), in batches of :func:`eval_batch`."""
+    was_training = model.training
+    model.eval()
+    batch = batch or eval_batch(x.shape[1] if isinstance(x, torch.Tensor) else x.pixels)
+    codes = torch.cat([model.encode(b).float() for b in batches(x, batch)])
+    model.train(was_training)
+    return codes
+
+
+class Callback:
+    """What happens around the loop: every method is optional, and they are called in the order the
+    callbacks were given.
+
+    - ``on_step_end(trainer, x, parts)``: after every optimiser step, with the batch and its loss parts;
+    - ``on_epoch_end(trainer, row)``: after the epoch's test evaluation; may add numbers to ``row`` (the
+      epoch's line of the history), which then goes into the checkpoint;
+    - ``on_epoch_saved(trainer, history)``: once the row is in the history and the checkpoint is written;
+    - ``state_dict()`` / ``load_state_dict(state)``: a callback whose ``name`` is set keeps its state in
+      the checkpoint under that name, so a resumed run goes on exactly as it would have.
+    """
+
+    name: str | None = None
+
+    def on_step_end(self, trainer: "Trainer", x: torch.Tensor, parts: dict[str, torch.Tensor]) -> None:
+        pass
+
+    def on_epoch_end(self, trainer: "Trainer", row: dict[str, Any]) -> None:
+        pass
+
+    def on_epoch_saved(self, trainer: "Trainer", history: list[dict[str, Any]]) -> None:
+        pass
+
+    def state_dict(self) -> Any:
+        return None
+
+    def load_state_dict(self, state: Any) -> None:
+        pass
+
+
+class OnEpochSaved(Callback):
+    """``fn(history)`` after every epoch's checkpoint (``history.csv``, a tracker)."""
+
+    def __init__(self, fn: Callable[[list[dict[str, Any]]], None]):
+        self.fn = fn
+
+    def on_epoch_saved(self, trainer: "Trainer", history: list[dict[str, Any]]) -> None:
+        self.fn(history)
+
+
+class SelfSignal(Callback):
+    """Sends this process a signal after a given global step: how the tests interrupt a run at an exact
+    point.  Installed only where ``AEBENCH_SELF_SIGNAL`` is set (``TERM@37``: SIGTERM after step 37)."""
+
+    ENV = "AEBENCH_SELF_SIGNAL"
+
+    def __init__(self, signum: int, step: int):
+        self.signum, self.step = signum, step
+
+    @classmethod
+    def from_environment(cls) -> "SelfSignal | None":
+        spec = os.environ.get(cls.ENV)
+        if not spec:
+            return None
+        name, _, step = spec.partition("@")
+        return cls(getattr(signal, f"SIG{name}"), int(step))
+
+    def on_step_end(self, trainer: "Trainer", x: torch.Tensor, parts: dict[str, torch.Tensor]) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
 
 
 @dataclass
@@ -126,15 +188,6 @@ def flush_denormals() -> bool:
     return supported
 
 
-def _self_signal_hook() -> tuple[int, int] | None:
-    """Test hook: AEBENCH_SELF_SIGNAL='TERM@37' sends SIGTERM to this process after global step 37."""
-    spec = os.environ.get("AEBENCH_SELF_SIGNAL")
-    if not spec:
-        return None
-    name, _, step = spec.partition("@")
-    return getattr(signal, f"SIG{name}"), int(step)
-
-
 def rng_states() -> dict[str, Any]:
     states = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
     if torch.cuda.is_available():
@@ -150,21 +203,21 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def make_optimizer(model: nn.Module, s: TrainSettings) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, s: Any) -> torch.optim.Optimizer:
     # The fused Adam kernel cuts the per-step optimiser cost by ~40 % on CPU and is the fast path on CUDA.
     return torch.optim.Adam(model.parameters(), lr=s.lr, weight_decay=s.weight_decay, fused=True)
 
 
-def make_scheduler(opt: torch.optim.Optimizer, s: TrainSettings) -> torch.optim.lr_scheduler.LRScheduler:
+def make_scheduler(opt: torch.optim.Optimizer, s: Any, epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
     if s.scheduler == "step":
         return torch.optim.lr_scheduler.StepLR(opt, step_size=s.step_size, gamma=s.gamma)
     if s.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=s.epochs)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 1.0)
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor | Split, seed: int, precision: str = "fp32") -> dict[str, float]:
+def evaluate(model: nn.Module, x: torch.Tensor | Split, seed: int, precision: str) -> dict[str, float]:
     """Test-set loss parts (per image) and ``recon_mse`` (per pixel), in large batches.
 
     The VAE's sampled terms use a generator seeded with ``seed``, so the same
@@ -193,47 +246,44 @@ def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContex
 
 
 class Trainer:
-    """Trains ``model`` on ``data.pretrain``; writes ``checkpoint_path`` after every epoch.
+    """Trains ``model`` on ``data.pretrain`` with the settings ``train`` (a ``train`` config:
+    :class:`aebench.config.TrainConfig`) for ``epochs`` epochs; writes ``run_dir``'s checkpoint after every epoch.
 
-    ``epoch_metrics(model)`` adds numbers to each epoch's history row (the probe); where it
-    has ``state_dict``/``load_state_dict``, its state travels in the checkpoint.
-    ``on_history(history)`` is called once the row and the checkpoint are written.
+    ``meta``: what identifies the run, stored in every checkpoint beside the training state
+    (:func:`aebench.rundir.checkpoint_meta`).  ``callbacks``: see :class:`Callback`.
 
     A loss or weight that stops being finite is caught once per epoch (the loss sums live on
     the device, so no step waits for the host): the run stops with
     :class:`~aebench.errors.TrainingDiverged`, keeping the checkpoint of the last finite epoch.
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        data: ImageData,
-        settings: TrainSettings,
-        checkpoint_path: Path,
-        checkpoint_extra: dict[str, Any],
-        run_dir: Path,
-        epoch_metrics: Callable[[nn.Module], dict[str, Any]] | None = None,
-        on_history: Callable[[list[dict[str, Any]]], None] | None = None,
-        progress: bool = False,
-    ):
+    def __init__(self, model: nn.Module, data: ImageData, train: Any, *, epochs: int, seed: int, run_dir: Path,
+                 meta: dict[str, Any], callbacks: list[Callback] = (), progress: bool = False):
         self.model = model
         self.data = data
-        self.s = settings
+        self.s = train
+        self.epochs = epochs
+        self.seed = seed
         self.device = data.device
-        self.checkpoint_path = Path(checkpoint_path)
-        self.checkpoint_extra = checkpoint_extra
         self.run_dir = Path(run_dir)
-        self.epoch_metrics = epoch_metrics
-        self.on_history = on_history
+        self.checkpoint_path = self.run_dir / rundir.CHECKPOINT
+        self.meta = meta
+        self.callbacks = list(callbacks)
         self.progress = progress
-        self.optimizer = make_optimizer(model, settings)
-        self.scheduler = make_scheduler(self.optimizer, settings)
-        self.generator = torch.Generator(device=self.device).manual_seed(settings.seed)
+        self.optimizer = make_optimizer(model, train)
+        self.scheduler = make_scheduler(self.optimizer, train, epochs)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.state = TrainState()
+        self.steps_per_epoch = math.ceil(len(data.pretrain) / train.batch_size)
         self.loss_fn = model.loss
-        if settings.compile:
+        if train.compile:
             mode = "reduce-overhead" if self.device.type == "cuda" else None
             self.loss_fn = torch.compile(model.loss, mode=mode)
+
+    @property
+    def global_step(self) -> int:
+        """Optimiser steps taken since the run began (over every epoch)."""
+        return self.state.epoch * self.steps_per_epoch + self.state.step
 
     def _loss(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         try:
@@ -247,10 +297,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self) -> dict[str, Any]:
+        """The checkpoint: ``format``, the run's ``meta``, and the training state, which is the Trainer's alone to
+        write and read: weights, optimiser and scheduler, where the epoch stands (its permutation, step and partial
+        sums), the history, the batch generator, every RNG stream, and the callbacks' states by name."""
         st = self.state
         return {
             "format": CHECKPOINT_FORMAT,
-            **self.checkpoint_extra,
+            **self.meta,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -263,7 +316,7 @@ class Trainer:
             "generator": self.generator.get_state(),
             "device_type": self.device.type,
             "rng": rng_states(),
-            "epoch_metrics": self.epoch_metrics.state_dict() if hasattr(self.epoch_metrics, "state_dict") else None,
+            "callbacks": {c.name: c.state_dict() for c in self.callbacks if c.name},
         }
 
     def save_checkpoint(self) -> None:
@@ -293,8 +346,10 @@ class Trainer:
             )
         self.generator.set_state(ckpt["generator"])
         set_rng_states(ckpt["rng"])
-        if ckpt.get("epoch_metrics") is not None and hasattr(self.epoch_metrics, "load_state_dict"):
-            self.epoch_metrics.load_state_dict(ckpt["epoch_metrics"])
+        states = ckpt.get("callbacks") or {}
+        for c in self.callbacks:
+            if c.name and states.get(c.name) is not None:
+                c.load_state_dict(states[c.name])
 
     def check_finite(self, epoch: int, sums: dict[str, torch.Tensor], lr: float) -> None:
         """One host sync per epoch: are the epoch's summed loss and every weight finite?"""
@@ -312,12 +367,10 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def fit(self) -> list[dict[str, Any]]:
         images = self.data.pretrain
-        n, batch = len(images), self.s.batch_size
-        steps_per_epoch = math.ceil(n / batch)
-        hook = _self_signal_hook()
+        n, batch, steps_per_epoch = len(images), self.s.batch_size, self.steps_per_epoch
         self.model.train()
         with stop_on_signals() as stop:
-            while self.state.epoch < self.s.epochs:
+            while self.state.epoch < self.epochs:
                 st = self.state
                 epoch = st.epoch + 1
                 if st.step == 0:
@@ -329,7 +382,7 @@ class Trainer:
                 bar = tqdm(
                     total=steps_per_epoch,
                     initial=st.step,
-                    desc=f"epoch {epoch}/{self.s.epochs}",
+                    desc=f"epoch {epoch}/{self.epochs}",
                     unit="batch",
                     disable=not self.progress,
                     leave=False,
@@ -349,8 +402,8 @@ class Trainer:
                             st.sums[k] = st.sums[k] + contrib if k in st.sums else contrib
                         st.step = step + 1
                         bar.update(1)
-                        if hook is not None and (st.epoch * steps_per_epoch + st.step) == hook[1]:
-                            os.kill(os.getpid(), hook[0])
+                        for c in self.callbacks:
+                            c.on_step_end(self, x, parts)
                         if stop.signum is not None and st.step < steps_per_epoch:
                             st.epoch_seconds += time.perf_counter() - t0
                             self.save_checkpoint()
@@ -361,24 +414,24 @@ class Trainer:
                 row: dict[str, Any] = {"epoch": epoch, "lr": lr}
                 row.update({f"train_{k}": (v / n).item() for k, v in st.sums.items()})
                 t1 = time.perf_counter()
-                row.update({f"test_{k}": v for k, v in evaluate(self.model, self.data.test, self.s.seed, self.s.precision).items()})
-                if self.epoch_metrics is not None:
-                    row.update(self.epoch_metrics(self.model))
+                row.update({f"test_{k}": v for k, v in evaluate(self.model, self.data.test, self.seed, self.s.precision).items()})
+                for c in self.callbacks:
+                    c.on_epoch_end(self, row)
                 row["train_seconds"] = round(train_seconds, 4)
                 row["eval_seconds"] = round(time.perf_counter() - t1, 4)
                 self.scheduler.step()
                 st.epoch, st.step, st.perm, st.sums, st.epoch_seconds = epoch, 0, None, {}, 0.0
                 st.history.append(row)
                 self.save_checkpoint()
-                if self.on_history is not None:
-                    self.on_history(st.history)
+                for c in self.callbacks:
+                    c.on_epoch_saved(self, st.history)
                 log.info(
                     "epoch %d/%d: %s",
                     epoch,
-                    self.s.epochs,
+                    self.epochs,
                     ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch" and isinstance(v, float)),
                 )
                 if stop.signum is not None:  # signal arrived during the last step or the evaluation
-                    if st.epoch < self.s.epochs:
+                    if st.epoch < self.epochs:
                         raise Interrupted(stop.signum, str(self.run_dir), f"after epoch {epoch}")
         return self.state.history

@@ -1,28 +1,42 @@
 """Autoencoders: a network (:mod:`.nets`, ``arch=``) under an objective (:mod:`.objectives`, ``model=``).
 
 Every objective works on every network through one interface: ``encode``,
-``decode``, ``reconstruct`` and ``loss`` (see :mod:`.objectives`).
+``decode``, ``reconstruct`` and ``loss`` (see :mod:`.objectives`).  The settings come
+from the config alone (:mod:`aebench.config`): :func:`from_config` builds the model a
+config describes, the command's default model from the default config.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
-from .nets import ACTIVATIONS, ARCHS, CONV_CHANNELS, ConvNet, MLPNet, mlp, network
+from .nets import ACTIVATIONS, ARCHS, ConvNet, MLPNet, mlp, network
 from .objectives import NOISES, OBJECTIVES, VAE, AutoEncoder, DenoisingAE, SparseAE, objective
 
-__all__ = ["ACTIVATIONS", "ARCHS", "CONV_CHANNELS", "NOISES", "OBJECTIVES", "AutoEncoder", "ConvNet", "DenoisingAE", "MLPNet",
-           "SparseAE", "VAE", "build", "mlp", "network", "objective"]
+__all__ = ["ACTIVATIONS", "ARCHS", "NOISES", "OBJECTIVES", "AutoEncoder", "ConvNet", "DenoisingAE", "MLPNet",
+           "SparseAE", "VAE", "from_config", "mlp", "network", "objective"]
 
 
-def build(name: str, image_shape: Sequence[int] | int, latent: int, hidden: Sequence[int], *, arch: str = "mlp",
-          decoder_hidden: Sequence[int] | None = None, activation: str = "relu", channels: Sequence[int] = CONV_CHANNELS,
-          **objective_settings) -> AutoEncoder | VAE:
-    """Objective ``name`` on the network ``arch`` for images of ``image_shape`` (an int: flat pixels, MLP only)."""
-    net = network(arch, image_shape, hidden, decoder_hidden, activation, channels)
-    model = objective(name, net, latent, **objective_settings)
-    if arch == "conv":
+def from_config(cfg: Any, image_shape: Sequence[int] | int) -> AutoEncoder | VAE:
+    """The objective ``cfg.model`` on the network ``cfg.arch`` with a code of ``cfg.latent`` units, for images of
+    ``image_shape`` (C, H, W; an int: flat pixels, MLP only).  ``cfg``: a run's config (:func:`aebench.config.compose`).
+
+    A network that cannot be built for these images (too many convolutions for their size, say) is a
+    :class:`~aebench.errors.ConfigError` that says what to change.
+    """
+    from ..errors import ConfigError
+
+    try:
+        model = objective(cfg.model.name, network(cfg.arch, image_shape), cfg.latent, cfg.model)
+    except ValueError as e:
+        shape = "x".join(map(str, image_shape)) if not isinstance(image_shape, int) else f"{image_shape}-pixel"
+        fix = ""
+        if cfg.arch.name == "conv":
+            folder = cfg.get("data") is not None and cfg.data.name == "folder"
+            fix = "; give fewer arch.channels" + (" or a larger data.image_size" if folder else "")
+        raise ConfigError(f"arch={cfg.arch.name} cannot be built for {shape} images: {e}{fix}") from None
+    if cfg.arch.name == "conv":
         model = model.to(memory_format=torch.channels_last)  # the weights too (see nets.ConvNet)
     return model

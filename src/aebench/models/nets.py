@@ -20,17 +20,16 @@ flat.  What the code is (a point, a posterior) is the objective's business
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "elu": nn.ELU}
 ARCHS = ("mlp", "conv")
-CONV_CHANNELS = (16, 32, 64)  # the conv filters of conf/arch/conv.yaml; the schema's default and callers that name none
 
 
-def mlp(sizes: Sequence[int], final_activation: bool, activation: str = "relu") -> nn.Sequential:
+def mlp(sizes: Sequence[int], final_activation: bool, activation: str) -> nn.Sequential:
     """Linear layers between consecutive ``sizes``, an activation between them (and after the last if asked)."""
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -43,8 +42,8 @@ def mlp(sizes: Sequence[int], final_activation: bool, activation: str = "relu") 
 class MLPNet:
     """Fully connected encoder and decoder."""
 
-    def __init__(self, image_shape: Sequence[int], hidden: Sequence[int], decoder_hidden: Sequence[int] | None = None,
-                 activation: str = "relu"):
+    def __init__(self, image_shape: Sequence[int] | int, hidden: Sequence[int], *, decoder_hidden: Sequence[int] | None,
+                 activation: str):
         self.pixels = _pixels(image_shape)
         self.hidden = list(hidden)
         self.decoder_hidden = list(reversed(self.hidden)) if decoder_hidden is None else list(decoder_hidden)
@@ -68,8 +67,7 @@ class ToChannelsLast(nn.Module):
 class ConvNet:
     """Convolutional encoder, transposed-convolution decoder, for ``(channels, height, width)`` images."""
 
-    def __init__(self, image_shape: Sequence[int], channels: Sequence[int], hidden: Sequence[int],
-                 activation: str = "relu"):
+    def __init__(self, image_shape: Sequence[int], channels: Sequence[int], hidden: Sequence[int], *, activation: str):
         if len(image_shape) != 3:
             raise ValueError(f"arch=conv needs (channels, height, width) images, got shape {tuple(image_shape)}")
         self.image_shape = tuple(int(s) for s in image_shape)
@@ -116,14 +114,16 @@ class ConvNet:
         return nn.Sequential(*layers)
 
 
-def network(arch: str, image_shape: Sequence[int], hidden: Sequence[int], decoder_hidden: Sequence[int] | None = None,
-            activation: str = "relu", channels: Sequence[int] = CONV_CHANNELS) -> MLPNet | ConvNet:
-    """The network called ``arch`` for images of ``image_shape`` (an int: flat images of that many pixels)."""
-    if arch == "mlp":
-        return MLPNet(image_shape, hidden, decoder_hidden, activation)
-    if arch == "conv":
-        return ConvNet(image_shape, channels, hidden, activation)
-    raise ValueError(f"unknown arch {arch!r}; choose one of: {', '.join(ARCHS)}")
+def network(settings: Any, image_shape: Sequence[int] | int) -> MLPNet | ConvNet:
+    """The network ``settings.name`` with the settings of ``settings`` (an ``arch`` config:
+    :class:`aebench.config.ArchConfig`), for images of ``image_shape`` (an int: flat images, MLP only)."""
+    s = settings
+    if s.name == "mlp":
+        return MLPNet(image_shape, list(s.hidden), activation=s.activation,
+                      decoder_hidden=list(s.decoder_hidden) if s.decoder_hidden is not None else None)
+    if s.name == "conv":
+        return ConvNet(image_shape, list(s.channels), list(s.hidden), activation=s.activation)
+    raise ValueError(f"unknown arch {s.name!r}; choose one of: {', '.join(ARCHS)}")
 
 
 def _pixels(image_shape: Sequence[int] | int) -> int:

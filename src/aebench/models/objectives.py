@@ -22,6 +22,8 @@ Models know nothing of files, devices or training.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -64,7 +66,7 @@ class AutoEncoder(_Autoencoder):
 
     kind = "ae"
 
-    def __init__(self, net: MLPNet | ConvNet, latent: int, code_activation: str = "none", recon_loss: str = "mse"):
+    def __init__(self, net: MLPNet | ConvNet, latent: int, *, code_activation: str, recon_loss: str):
         if code_activation not in ("none", "relu"):
             raise ValueError(f"code_activation must be 'none' or 'relu', got {code_activation!r}")
         if recon_loss not in ("mse", "bce"):
@@ -97,11 +99,11 @@ class DenoisingAE(AutoEncoder):
 
     kind = "dae"
 
-    def __init__(self, net: MLPNet | ConvNet, latent: int, noise: str = "mask", noise_level: float = 0.5,
-                 code_activation: str = "none", recon_loss: str = "mse"):
+    def __init__(self, net: MLPNet | ConvNet, latent: int, *, noise: str, noise_level: float, code_activation: str,
+                 recon_loss: str):
         if noise not in NOISES:
             raise ValueError(f"noise must be one of {NOISES}, got {noise!r}")
-        super().__init__(net, latent, code_activation, recon_loss)
+        super().__init__(net, latent, code_activation=code_activation, recon_loss=recon_loss)
         self.noise, self.noise_level = noise, noise_level
 
     def corrupt(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -120,9 +122,8 @@ class SparseAE(AutoEncoder):
 
     kind = "sae"
 
-    def __init__(self, net: MLPNet | ConvNet, latent: int, sparsity: float = 1e-3, code_activation: str = "none",
-                 recon_loss: str = "mse"):
-        super().__init__(net, latent, code_activation, recon_loss)
+    def __init__(self, net: MLPNet | ConvNet, latent: int, *, sparsity: float, code_activation: str, recon_loss: str):
+        super().__init__(net, latent, code_activation=code_activation, recon_loss=recon_loss)
         self.sparsity = sparsity
 
     def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
@@ -144,7 +145,7 @@ class VAE(_Autoencoder):
 
     kind = "vae"
 
-    def __init__(self, net: MLPNet | ConvNet, latent: int, beta: float = 1.0):
+    def __init__(self, net: MLPNet | ConvNet, latent: int, *, beta: float):
         super().__init__(latent)
         self.beta = beta
         self.body, features = net.encoder()
@@ -180,15 +181,17 @@ class VAE(_Autoencoder):
         return {"loss": bce + self.beta * kl, "neg_elbo": (bce + kl).detach(), "bce": bce.detach(), "kl": kl.detach()}
 
 
-def objective(name: str, net: MLPNet | ConvNet, latent: int, *, code_activation: str = "none", recon_loss: str = "mse",
-              beta: float = 1.0, noise: str = "mask", noise_level: float = 0.5, sparsity: float = 1e-3) -> _Autoencoder:
-    """The model of objective ``name`` on ``net``; settings an objective does not use are ignored."""
+def objective(name: str, net: MLPNet | ConvNet, latent: int, settings: Any) -> _Autoencoder:
+    """The model of objective ``name`` on ``net``, with the settings of ``settings`` (a ``model`` config:
+    :class:`aebench.config.ModelConfig`, whose defaults are the only ones); settings it does not use are ignored."""
+    s = settings
     if name == "ae":
-        return AutoEncoder(net, latent, code_activation, recon_loss)
+        return AutoEncoder(net, latent, code_activation=s.code_activation, recon_loss=s.recon_loss)
     if name == "dae":
-        return DenoisingAE(net, latent, noise, noise_level, code_activation, recon_loss)
+        return DenoisingAE(net, latent, noise=s.noise, noise_level=s.noise_level, code_activation=s.code_activation,
+                           recon_loss=s.recon_loss)
     if name == "sae":
-        return SparseAE(net, latent, sparsity, code_activation, recon_loss)
+        return SparseAE(net, latent, sparsity=s.sparsity, code_activation=s.code_activation, recon_loss=s.recon_loss)
     if name == "vae":
-        return VAE(net, latent, beta)
+        return VAE(net, latent, beta=s.beta)
     raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(OBJECTIVES)}")
