@@ -22,17 +22,17 @@ import time
 import torch
 from torch import nn
 
-from aebench import models
+from aebench import config, models
 from aebench.train import flush_denormals
 
 
 def build(arch: str, channels_last: bool, device: torch.device, channels: list[int], hidden: list[int]) -> nn.Module:
     torch.manual_seed(0)
     if arch == "mlp":
-        model = models.build("ae", (1, 28, 28), 20, [512, 256], arch="mlp", activation="gelu", recon_loss="bce")
+        model = models.from_config(config.compose([]), (1, 28, 28))  # the default MLP AE
     else:
-        model = models.build("ae", (1, 28, 28), 20, hidden, arch="conv", channels=channels, activation="gelu",
-                             recon_loss="bce")
+        conv = ["arch=conv", f"arch.channels=[{','.join(map(str, channels))}]", f"arch.hidden=[{','.join(map(str, hidden))}]"]
+        model = models.from_config(config.compose(conv), (1, 28, 28))
         if not channels_last:  # aebench builds conv networks channels-last; undo it for the comparison
             for m in model.modules():
                 if isinstance(m, models.nets.ToChannelsLast):

@@ -182,13 +182,9 @@ def train(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------- verify
 def aebench_model(overrides: list[str]) -> nn.Module:
     """aebench's model, composed by Hydra from ``overrides`` exactly as the ``aebench`` command would."""
-    from hydra import compose, initialize_config_module
+    from aebench import config, models
 
-    from aebench import cli, pipeline  # noqa: F401 - cli registers aebench's resolvers and schema
-
-    with initialize_config_module(config_module="aebench.conf", version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
-    return pipeline.build_model(cfg, (1, *IMAGE_SHAPE[-2:]))
+    return models.from_config(config.compose(overrides), (1, *IMAGE_SHAPE[-2:]))
 
 
 def verify(args: argparse.Namespace) -> None:

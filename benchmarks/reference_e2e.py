@@ -24,7 +24,7 @@ import torchvision
 from torch.utils.data import DataLoader
 from torchvision import transforms
 
-from aebench import data, models, probe
+from aebench import config, data, models, probe
 
 
 def main() -> None:
@@ -39,8 +39,7 @@ def main() -> None:
     train_set = torchvision.datasets.MNIST(str(root), train=True, download=False, transform=transforms.ToTensor())
     test_set = torchvision.datasets.MNIST(str(root), train=False, download=False, transform=transforms.ToTensor())
     loader = DataLoader(train_set, batch_size=64, shuffle=True)
-    model = models.build("ae", 784, latent=20, hidden=[256, 64], code_activation="relu", recon_loss="mse",
-                         activation="relu")
+    model = models.from_config(config.compose(["experiment=seed_report"]), 784)  # the reference report's AE
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=6, gamma=0.1)
     t = time.perf_counter()

@@ -38,8 +38,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from aebench import data, models
-from aebench.train import TrainSettings, Trainer, flush_denormals
+from aebench import config, data, models
+from aebench.train import Trainer, flush_denormals
 
 
 def reset_peak_host() -> None:
@@ -70,7 +70,7 @@ def sync(device: torch.device) -> None:
 
 
 def reference_model() -> torch.nn.Module:
-    return models.build("ae", 784, latent=20, hidden=[256, 64], code_activation="relu", recon_loss="mse", activation="relu")
+    return models.from_config(config.compose(["experiment=seed_report"]), 784)  # the reference report's AE
 
 
 def reference_epoch(model, loader, optimizer, device) -> float:
@@ -173,10 +173,10 @@ def main() -> None:
     ds = data.load("mnist", root, device)
     ours = reference_model().to(device)
     ours.load_state_dict(ref.state_dict())
-    settings = TrainSettings(epochs=1, batch_size=args.batch_size, lr=1e-3, precision=args.precision,
-                             compile=args.compile, seed=0)
+    train = config.compose(["experiment=seed_report", f"train.batch_size={args.batch_size}", "train.lr=1e-3",
+                            "train.scheduler=none", f"train.precision={args.precision}", f"train.compile={args.compile}"]).train
     tmp = Path(tempfile.mkdtemp(prefix="aebench-bench-"))
-    trainer = Trainer(ours, ds, settings, checkpoint_path=tmp / "last.pt", checkpoint_extra={}, run_dir=tmp)
+    trainer = Trainer(ours, ds, train, epochs=1, seed=0, run_dir=tmp, meta={})
     trainer.save_checkpoint = lambda: None  # time the training loop, not the disk
 
     n = len(ds.train_x)

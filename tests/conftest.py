@@ -17,12 +17,12 @@ from aebench.train import flush_denormals
 # exactly as a subprocess run would (torch's worker threads inherit the flag).
 flush_denormals()
 
-# Small but real: enough images for every class to appear in every figure.  No figures (matplotlib's import
-# and the drawing cost ~2 s a run): the tests of a run's own figures add FIGURES.
-TINY = ["data.train_subset=2000", "data.test_subset=500", "progress=false", "probe.label_budgets=[100]", "figures=false"]
-FIGURES = ["figures=true"]  # after TINY: the last value of a key wins
+# conf/debug/tiny.yaml: small but real, enough images for every class to appear in every figure, and no
+# figures (matplotlib's import and the drawing cost seconds a run): the tests of a run's own figures add FIGURES.
+TINY = ["debug=tiny"]
+FIGURES = ["figures=true"]  # a value on the command line wins over the preset's
 # TINY with the default label budgets (100, 1000, 10000), for the tests of the budgets themselves.
-TINY_ALL_BUDGETS = [o for o in TINY if not o.startswith("probe.label_budgets=")]
+TINY_ALL_BUDGETS = [*TINY, "probe.label_budgets=[100,1000,10000]"]
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +73,13 @@ def run_in_process(overrides: list[str]) -> tuple[int, str]:
             handler.close()
         root.setLevel(level)
     return code, err.getvalue()
+
+
+def build_model(image_shape, *overrides: str):
+    """The model ``aebench OVERRIDES`` would train, for images of ``image_shape`` (an int: flat pixels)."""
+    from aebench import config, models
+
+    return models.from_config(config.compose(overrides), image_shape)
 
 
 def only_run_dir(base: Path) -> Path:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import aebench
-from aebench import api, data, export, models, pipeline, probe
+from aebench import api, data, export, models, probe, train
 from conftest import TINY, read_metrics, run_in_process
 
 FIXTURES = Path(__file__).parent / "fixtures" / "v0.3.0"
@@ -62,7 +62,7 @@ def test_probe_file_keeps_the_contract_and_classify_reproduces_the_run(trained):
     assert np.array_equal(knn_pred.numpy(), saved["knn_pred"])
     # and bit for bit the pipeline's own encoding of the split the run read
     ds = data.load(run.config.data, data.resolve_root(None), torch.device("cpu"))
-    assert torch.equal(test_codes, pipeline.encode_all(run.model, ds.test))
+    assert torch.equal(test_codes, train.encode_all(run.model, ds.test))
     # every form of the same images gives the same codes
     floats = torch.from_numpy(test_x[:50].copy()).float() / 255
     for form in (test_x[:50, 0], test_x[:50].transpose(0, 2, 3, 1), torch.from_numpy(test_x[:50].copy()), floats,
@@ -120,7 +120,7 @@ def fake_run(root: Path, name: str, arch: str, **settings) -> Path:
         "model": {"name": name}, "arch": {"name": arch, "hidden": [32], "channels": [8, 16]},
         "data": {"name": "mnist"}, "latent": 5, **settings})
     torch.manual_seed(0)
-    model = pipeline.build_model(cfg, (1, 28, 28))
+    model = models.from_config(cfg, (1, 28, 28))
     run = root / f"{name}-{arch}"
     (run / "checkpoints").mkdir(parents=True)
     torch.save({"aebench_version": aebench.__version__, "config": OmegaConf.to_container(cfg), "model": model.state_dict(),

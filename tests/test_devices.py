@@ -13,7 +13,9 @@ import torch
 
 from aebench import config, data, models
 from aebench.errors import ConfigError
-from aebench.train import Trainer, TrainSettings, evaluate
+from aebench.train import Trainer, evaluate
+
+from conftest import build_model
 
 
 def test_auto_picks_the_cpu_without_a_gpu(monkeypatch):
@@ -35,10 +37,11 @@ def test_auto_picks_the_gpu_and_checks_its_index(monkeypatch):
 def tiny_trainer(data_root, name: str, precision: str = "fp32", compile: bool = False) -> Trainer:
     ds = data.load("mnist", data_root, torch.device("cpu"), train_subset=512, test_subset=256)
     torch.manual_seed(0)
-    model = models.build(name, 784, latent=8, hidden=[64])
-    tmp = Path(tempfile.mkdtemp())
-    settings = TrainSettings(epochs=2, batch_size=128, lr=1e-3, precision=precision, compile=compile)
-    return Trainer(model, ds, settings, tmp / "last.pt", {}, tmp)
+    overrides = [f"model={name}", "latent=8", "arch.hidden=[64]", "arch.activation=relu", "model.recon_loss=mse",
+                 "train.batch_size=128", "train.lr=1e-3", "train.scheduler=none", f"train.precision={precision}",
+                 f"train.compile={compile}"]
+    model = build_model(784, *overrides)
+    return Trainer(model, ds, config.compose(overrides).train, epochs=2, seed=0, run_dir=Path(tempfile.mkdtemp()), meta={})
 
 
 @pytest.mark.parametrize("name", ["ae", "vae"])
@@ -54,8 +57,8 @@ def test_bf16_autocast_trains_and_evaluates(data_root, name):
 
 def test_evaluate_is_batched_and_deterministic(data_root):
     ds = data.load("mnist", data_root, torch.device("cpu"), train_subset=10, test_subset=1000)
-    model = models.build("vae", 784, latent=4, hidden=[32])
-    first, second = evaluate(model, ds.test_x, seed=5), evaluate(model, ds.test_x, seed=5)
+    model = build_model(784, "model=vae", "latent=4", "arch.hidden=[32]", "arch.activation=relu")
+    first, second = evaluate(model, ds.test_x, seed=5, precision="fp32"), evaluate(model, ds.test_x, seed=5, precision="fp32")
     assert first == second and first["neg_elbo"] == pytest.approx(first["bce"] + first["kl"], rel=1e-6)
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aebench import data, models
+from aebench import config, data, rundir
 from aebench.errors import TrainingDiverged
-from aebench.train import Trainer, TrainSettings
+from aebench.train import Trainer
+
+from conftest import build_model
 
 
 def tiny_data(n: int = 512) -> data.ImageData:
@@ -19,16 +21,17 @@ def tiny_data(n: int = 512) -> data.ImageData:
 
 def test_divergence_stops_the_run_and_keeps_the_last_finite_checkpoint(tmp_path):
     torch.manual_seed(0)
-    model = models.build("ae", 64, latent=4, hidden=[16])
-    path = tmp_path / "last.pt"
-    trainer = Trainer(model, tiny_data(), TrainSettings(epochs=3, batch_size=64, lr=1e-3), path, {}, tmp_path)
-    trainer.s.epochs = 1
+    overrides = ["latent=4", "arch.hidden=[16]", "arch.activation=relu", "model.recon_loss=mse", "train.batch_size=64", "train.lr=1e-3",
+                 "train.scheduler=none"]
+    model = build_model(64, *overrides)
+    path = tmp_path / rundir.CHECKPOINT
+    trainer = Trainer(model, tiny_data(), config.compose(overrides).train, epochs=1, seed=0, run_dir=tmp_path, meta={})
     trainer.fit()
     saved = torch.load(path, weights_only=False)
     assert saved["epoch"] == 1
     with torch.no_grad():
         next(model.parameters())[0, 0] = float("nan")  # as if a step had blown up
-    trainer.s.epochs = 3
+    trainer.epochs = 3
     with pytest.raises(TrainingDiverged, match=r"diverged in epoch 2: the training loss \(nan\).*smaller train.lr.*epoch 1"):
         trainer.fit()
     kept = torch.load(path, weights_only=False)
