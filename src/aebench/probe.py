@@ -6,19 +6,15 @@ until every gradient entry is below ``tol``: trained to convergence, not for a
 token number of steps.  The objective is the mean cross-entropy plus
 ``l2 / 2 * ||W||^2`` (the bias is not penalised).
 
-Cost, measured on this project's 2-core CPU (60 000 examples): the objective and
-its gradient are written out by hand rather than taken from autograd, so that
-both large products use the kernels that are fast whatever the feature width:
-``x @ W.T`` forward with the (classes, features) weight (``F.linear``'s layout:
-35 ms for raw pixels against 68-72 ms for ``x @ W`` with W (features, classes),
-``benchmarks/probe_speed.py``), and ``G @ x`` (classes x examples times examples x features)
-backward.  Autograd's backward of ``x @ W`` computes ``x.T @ G``, which took
-160 ms against 42 ms; the log-softmax runs along the contiguous example axis of
-(classes, examples) logits, 2-3x quicker than along 10 classes.  L-BFGS keeps
-up to ``HISTORY`` curvature pairs: on raw pixels the history is what the
-ill-conditioned logistic curvature needs (MNIST: 289-304 iterations with 20 pairs,
-179 with 500; Fashion-MNIST: not converged in 1000 with 20, 398 with 500), and
-it costs 2 x 4 bytes x features x classes a pair (63 KB for raw pixels).
+The objective and its gradient are written out by hand rather than taken from
+autograd, so that both large products use the kernels that are fast whatever the
+feature width: ``x @ W.T`` forward with the (classes, features) weight (``F.linear``'s
+layout), and ``G @ x`` (classes x examples times examples x features) backward, where
+autograd's backward of ``x @ W`` would compute the slower ``x.T @ G``; the log-softmax
+runs along the contiguous example axis of (classes, examples) logits.  L-BFGS keeps up
+to ``HISTORY`` curvature pairs: on raw pixels a long history is what the
+ill-conditioned logistic curvature needs, at 2 x 4 bytes x features x classes a pair.
+What each choice measured (``benchmarks/probe_speed.py``): docs/speed.md, "Read-outs".
 The fit runs in float32 and continues in float64 only where float32 could not
 reach ``tol`` (the line search can stall on a flat float32 loss); the loss is
 always summed in float64.
@@ -34,9 +30,8 @@ import torch
 from .errors import RunFailed
 
 CHUNK_BYTES = 64 * 2**20  # bound on the temporaries of chunked reads (k-NN distances, PCA)
-# k-NN distances on a CPU: a block that stays in the last-level cache while topk reads it back.  On this
-# project's CPU (32 MiB L3), 10 000 queries against 60 000 codes took 1.30 s in 8-MiB blocks against 1.99 s
-# in 64-MiB ones (benchmarks/knn_speed.py); a GPU keeps CHUNK_BYTES (fewer, larger kernels).
+# k-NN distances on a CPU: a block that stays in the last-level cache while topk reads it back (measured by
+# benchmarks/knn_speed.py: docs/speed.md, "Read-outs"); a GPU keeps CHUNK_BYTES (fewer, larger kernels).
 KNN_CPU_CHUNK_BYTES = 8 * 2**20
 HISTORY = 500  # L-BFGS curvature pairs kept (see the module docstring)
 

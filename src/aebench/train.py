@@ -172,10 +172,9 @@ def flush_denormals() -> bool:
     """Treat subnormal floats as zero on the CPU (FTZ/DAZ) in this thread and the threads it starts.
 
     Units that stop receiving gradient (a ReLU that died, say) leave Adam's moment
-    estimates decaying towards zero; after ~800 steps they reach the subnormal range,
-    where x86 arithmetic is tens of times slower.  Profiled on the reference AE: the
-    fused Adam step went from 0.27 ms to 3.7 ms per step, slowing every epoch after
-    the first by ~50 %.  Values below 1.2e-38 carry nothing training needs.
+    estimates decaying towards zero until they reach the subnormal range, where x86
+    arithmetic is tens of times slower; values below 1.2e-38 carry nothing training
+    needs (what it cost the reference AE: docs/speed.md, "Training step").
 
     The flag is per thread and torch's worker threads copy it when they are created,
     so call this before the first parallel torch operation of the process
@@ -204,7 +203,7 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 def make_optimizer(model: nn.Module, s: Any) -> torch.optim.Optimizer:
-    # The fused Adam kernel cuts the per-step optimiser cost by ~40 % on CPU and is the fast path on CUDA.
+    # The fused Adam kernel is the quicker step on the CPU and on CUDA (docs/speed.md, "Training step").
     return torch.optim.Adam(model.parameters(), lr=s.lr, weight_decay=s.weight_decay, fused=True)
 
 

@@ -13,9 +13,8 @@ flat.  What the code is (a point, a posterior) is the objective's business
   keep at least 2x2 pixels before each convolution, so k stages need 2**k x 2**k images.
   Then Linear layers of widths ``hidden``; the decoder mirrors it with
   transposed convolutions, padded so that any image size comes back exactly.  Images
-  and weights use the channels-last layout (``torch.channels_last``): on this
-  project's CPU a training step of the default conv AE took 81 ms against 97 ms
-  (``benchmarks/conv_speed.py``).
+  and weights use the channels-last layout (``torch.channels_last``), the quicker
+  one for these convolutions (``benchmarks/conv_speed.py``: docs/speed.md).
 """
 
 from __future__ import annotations
