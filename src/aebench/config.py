@@ -25,7 +25,7 @@ from .models import ACTIVATIONS, ARCHS, NOISES, OBJECTIVES
 DATASETS = tuple(SOURCES)
 PREPROCESSING_SOURCES = ("folder",)  # the sources that take data.image_size and data.channels
 SCHEDULERS = ("none", "step", "cosine")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")  # aebench.precision: auto follows the device's bf16 units
 CONV_CHANNELS = (16, 32, 64)  # arch=conv's filters (conf/arch/conv.yaml)
 
 
@@ -61,7 +61,7 @@ class TrainConfig:
     scheduler: str = "cosine"  # none | step | cosine (annealed to 0 over the run)
     step_size: int = 6  # StepLR: epochs between decays
     gamma: float = 0.1  # StepLR: decay factor
-    precision: str = "fp32"  # fp32 | bf16 (autocast; on CUDA)
+    precision: str = "auto"  # auto (bf16 on a CPU with bf16 units, else fp32) | fp32 | bf16 (autocast)
     compile: bool = False  # torch.compile the model's loss
 
 

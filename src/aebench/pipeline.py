@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from . import __version__, baselines, config, data, figures, models, probe, readouts, rundir, tracking
+from . import __version__, baselines, config, data, figures, models, precision, probe, readouts, rundir, tracking
 from .train import OnEpochSaved, SelfSignal, Trainer, flush_denormals
 
 log = logging.getLogger(__name__)
@@ -85,20 +85,22 @@ def run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None
     if cfg.data.path:  # absolute in the checkpoint: a resume or load_run elsewhere finds the same folder
         cfg.data.path = str(Path(cfg.data.path).expanduser().resolve())
     device = config.resolve_device(cfg.device)
+    chosen = precision.resolve(cfg.train.precision, device, checkpoint)
+    cfg.train.precision = chosen.used  # what the run trains in, in its checkpoint and records; why: metrics.json
     flush_denormals()  # before any parallel torch work of this process: its worker threads inherit it
     torch.set_num_threads(config.default_threads(cfg, launcher_threads))
     run_dir = Path(run_dir)
     # logger=...: a logger that cannot start refuses the run here, before any work
     tracker = tracking.start(cfg, run_dir, device_name(device), (checkpoint or {}).get("tracking"), sweep_dir)
     try:
-        return _run(cfg, run_dir, device, checkpoint, tracker, t_start)
+        return _run(cfg, run_dir, device, chosen, checkpoint, tracker, t_start)
     except BaseException as e:
         tracker.end(tracking.status_after(e), error=str(e))
         raise
 
 
-def _run(cfg: DictConfig, run_dir: Path, device: torch.device, checkpoint: dict[str, Any] | None,
-         tracker: tracking.Tracker, t_start: float) -> dict[str, Any]:
+def _run(cfg: DictConfig, run_dir: Path, device: torch.device, chosen: precision.Precision,
+         checkpoint: dict[str, Any] | None, tracker: tracking.Tracker, t_start: float) -> dict[str, Any]:
     watch = Stopwatch()
     seed_everything(cfg.seed)
     with watch("data"):
@@ -108,7 +110,8 @@ def _run(cfg: DictConfig, run_dir: Path, device: torch.device, checkpoint: dict[
         refs = baselines.for_run(cfg, ds, root)
     model = models.from_config(cfg, ds.image_shape).to(device)
     curve = readouts.EpochProbe(cfg, ds, active=cfg.probe.every_epoch and ds.labelled)
-    trainer = make_trainer(cfg, model, ds, run_dir, tracker, curve)
+    log.info("training in %s (%s)", chosen.used, chosen.reason)
+    trainer = make_trainer(cfg, model, ds, run_dir, tracker, curve, chosen)
     resumed_from = resume(trainer, checkpoint, ds, tracker)
     t = time.perf_counter()
     history = trainer.fit()
@@ -122,7 +125,7 @@ def _run(cfg: DictConfig, run_dir: Path, device: torch.device, checkpoint: dict[
             figures.draw_all(cfg, model, ds, history, final, refs, run_dir / rundir.FIGURES)
         tracker.log_figures(run_dir / rundir.FIGURES)
     watch.seconds["total"] = time.perf_counter() - t_start
-    metrics = metrics_of(cfg, ds, history, final, refs, device, resumed_from, watch.seconds)
+    metrics = metrics_of(cfg, ds, history, final, refs, device, chosen, resumed_from, watch.seconds)
     tracker.log_final(metrics, cfg, history[-1])
     metrics["seconds"]["logging"] = round(tracker.seconds, 3)  # inside logger calls, all but the upload below
     rundir.write_metrics(run_dir, metrics)
@@ -145,7 +148,7 @@ def unlabelled_note(ds: data.ImageData) -> str:
 
 
 def make_trainer(cfg: DictConfig, model: torch.nn.Module, ds: data.ImageData, run_dir: Path,
-                 tracker: tracking.Tracker, curve: readouts.EpochProbe) -> Trainer:
+                 tracker: tracking.Tracker, curve: readouts.EpochProbe, chosen: precision.Precision) -> Trainer:
     """The training loop with its callbacks: the accuracy curve, then history.csv and the trackers once
     each epoch's checkpoint is written (and a test's signal where AEBENCH_SELF_SIGNAL asks for one)."""
     def write_history(history: list[dict[str, Any]]) -> None:
@@ -158,7 +161,7 @@ def make_trainer(cfg: DictConfig, model: torch.nn.Module, ds: data.ImageData, ru
         callbacks.append(signal_for_tests)
     progress = sys.stderr.isatty() if cfg.progress is None else bool(cfg.progress)
     return Trainer(model, ds, cfg.train, epochs=cfg.epochs, seed=cfg.seed, run_dir=run_dir,
-                   meta=rundir.checkpoint_meta(cfg, ds.describe(), tracker.state), callbacks=callbacks,
+                   meta=rundir.checkpoint_meta(cfg, ds.describe(), tracker.state, chosen.as_dict()), callbacks=callbacks,
                    progress=progress)
 
 
@@ -175,8 +178,8 @@ def resume(trainer: Trainer, checkpoint: dict[str, Any] | None, ds: data.ImageDa
 
 
 def metrics_of(cfg: DictConfig, ds: data.ImageData, history: list[dict[str, Any]], final: readouts.Readouts,
-               refs: baselines.RunBaselines, device: torch.device, resumed_from: dict[str, int] | None,
-               seconds: dict[str, float]) -> dict[str, Any]:
+               refs: baselines.RunBaselines, device: torch.device, chosen: precision.Precision,
+               resumed_from: dict[str, int] | None, seconds: dict[str, float]) -> dict[str, Any]:
     """metrics.json: the final numbers (docs/metrics.md says what each is), then what ran, where and how long."""
     last = history[-1]
     metrics: dict[str, Any] = {
@@ -198,6 +201,7 @@ def metrics_of(cfg: DictConfig, ds: data.ImageData, history: list[dict[str, Any]
         "config": config.summary(cfg),
         "versions": versions(),
         "device": device_name(device),
+        "precision": chosen.as_dict(),
         "resumed_from": resumed_from,
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "memory": peak_memory(device),

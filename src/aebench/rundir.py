@@ -251,14 +251,17 @@ def read_checkpoint(path: Path, strict: bool = True) -> dict[str, Any]:
     return ckpt
 
 
-def checkpoint_meta(cfg: "DictConfig", data: dict[str, Any], tracking: dict[str, Any] | None) -> dict[str, Any]:
+def checkpoint_meta(cfg: "DictConfig", data: dict[str, Any], tracking: dict[str, Any] | None,
+                    precision: dict[str, str] | None = None) -> dict[str, Any]:
     """What identifies a run in its checkpoint, beside the training state the Trainer keeps there
     (:meth:`aebench.train.Trainer.checkpoint`): the aebench version (a resume needs the same code), the whole
     config (a resume takes it from here), the images it trains on (``data``: their identity and count, checked
-    again on resume) and the trackers' ids (a resumed run goes on logging into the same MLflow run)."""
+    again on resume), the trackers' ids (a resumed run goes on logging into the same MLflow run) and the precision
+    it trains in with the reason (a resumed or requeued run goes on in it, on whatever machine)."""
     from . import __version__, config
 
-    return {"aebench_version": __version__, "config": config.to_container(cfg), "tracking": tracking, "data": data}
+    return {"aebench_version": __version__, "config": config.to_container(cfg), "tracking": tracking, "data": data,
+            "precision": precision}
 
 
 def check_same_images(checkpoint: dict[str, Any], data: dict[str, Any]) -> None:
