@@ -11,7 +11,7 @@ import torch
 from conftest import FIGURES, TINY, TINY_ALL_BUDGETS, only_run_dir, read_metrics, run_cli, run_in_process
 
 AE_FIGURES = ["loss.png", "reconstructions.png", "per_digit.png", "probe_accuracy.png", "latent_space.png",
-              "label_efficiency.png"]
+              "label_efficiency.png", "traversals.png"]
 
 
 def check_png(path):

@@ -47,6 +47,9 @@ def test_every_figure_title_fits_for_a_long_data_label(drawn, tmp_path):
     plots.image_sheet(images[0], 8, f"Decoded draws from the prior N(0, I) ({label})", tmp_path / "samples.png")
     plots.loss_curves([{"epoch": 1, "train_loss": 2.0, "test_loss": 2.1, "test_recon_mse": 0.1}],
                       f"BCE + 4·KL (nats per image) of a model on {LONG}", tmp_path / "loss.png")
+    plots.traversals(rng.random((3, 20, 9, 28, 28)), [f"unit {u}: KL {u / 7:.3g}" for u in range(20)], [True] * 19 + [False],
+                     "each unit from -2 to +2 (the prior's ±2σ)", f"Traversals: one code unit varied ({label})",
+                     tmp_path / "traversals.png")
     assert drawn == []
 
 

@@ -1,6 +1,6 @@
 """A run's own figures: what to show of a trained model and its data (:mod:`aebench.plots` draws them).
 
-``figures/``: loss.png, reconstructions.png, per_digit.png (one row per class), probe_accuracy.png,
+``figures/``: loss.png, reconstructions.png, per_digit.png (one row per class), probe_accuracy.png, traversals.png,
 latent_space.png, label_efficiency.png; for the VAE also samples.png and interpolation.png.
 Which test images are shown is fixed by the run's seed.
 """
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from . import data, probe
+from . import data, probe, units
 
 
 def draw_all(cfg: DictConfig, model: torch.nn.Module, ds: data.ImageData, history: list[dict[str, Any]],
@@ -24,10 +24,44 @@ def draw_all(cfg: DictConfig, model: torch.nn.Module, ds: data.ImageData, histor
     :class:`~aebench.baselines.RunBaselines`."""
     draw_figures(cfg, model, ds, history, final.test_codes, {"PCA probe (same size)": refs.pca_probe,
                                                              "raw-pixel probe": refs.pixel_probe}, fig_dir)
+    draw_traversals(cfg, model, ds, final.train_codes if final.train_codes is not None else final.test_codes,
+                    ds.train if final.train_codes is not None else ds.test, fig_dir)
     if final.label_budgets:
         full = {"codes": final.probe_accuracy, "PCA (same size)": refs.pca_probe, "raw pixels": refs.pixel_probe}
         draw_label_efficiency(cfg, ds, {"codes": final.label_budgets, "PCA (same size)": refs.pca_budgets,
                                         "raw pixels": refs.pixel_budgets}, full, fig_dir)
+
+
+TRAVERSAL_IMAGES = 3  # test images whose codes are traversed
+TRAVERSAL_STEPS = 9  # values of each unit's range, the middle one its centre
+TRAVERSAL_UNITS = 32  # at most this many rows: the units that carry most
+
+
+@torch.no_grad()
+def draw_traversals(cfg: DictConfig, model: torch.nn.Module, ds: data.ImageData, codes: torch.Tensor,
+                    images: data.Split, fig_dir: Path) -> None:
+    """figures/traversals.png: each code unit of a few test images' codes varied over its range, the others held,
+    units ordered by what they carry (:mod:`aebench.units`)."""
+    from . import plots
+
+    stats = units.unit_stats(model, images, codes)
+    rng = torch.Generator().manual_seed(cfg.seed + 1)  # its own draw: the other figures show what they always showed
+    pick = torch.randperm(len(ds.test), generator=rng)[:TRAVERSAL_IMAGES]
+    base = model.encode(ds.test.take(pick)).float()
+    decoded = units.traverse(model, base, stats, TRAVERSAL_STEPS)
+    order = stats.order()[:TRAVERSAL_UNITS]
+    decoded = decoded[:, :len(order)]
+    shown = as_images(decoded.reshape(-1, decoded.shape[-1]), ds.image_shape)
+    panels = shown.reshape(len(pick), len(order), TRAVERSAL_STEPS, *shown.shape[1:])
+    unit_word = "KL" if units.is_variational(model) else "var"
+    labels = [f"unit {u}: {unit_word} {stats.carried[u]:.3g}" for u in order]
+    note = ("each unit from -2 to +2 (the prior's ±2σ)" if units.is_variational(model)
+            else "each unit over its mean ± 2 std of the codes")
+    cut = f"; the {len(order)} of {len(stats.carried)} units that carry most" if len(order) < len(stats.carried) else ""
+    plots.traversals(panels, labels, stats.active[order].tolist(), note,
+                     f"Traversals: one code unit varied, the others held ({figure_label(cfg, ds)}; "
+                     f"units by {stats.measure}{cut})", fig_dir / "traversals.png", ink=ds.ink)
+    model.train()
 
 
 def figure_label(cfg: DictConfig, ds: data.ImageData) -> str:

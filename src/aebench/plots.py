@@ -216,6 +216,27 @@ def image_sheet(images: np.ndarray, cols: int, title: str, path: Path, xlabel: s
     _save(fig, path)
 
 
+def traversals(panels: np.ndarray, row_labels: Sequence[str], active: Sequence[bool], column_note: str, title: str,
+               path: Path, ink: bool = True) -> None:
+    """Latent traversals: ``panels`` is (images, units, steps, H, W[, 3]); one panel per test image, side by side,
+    a row per unit (labelled ``row_labels``, inactive ones greyed and marked), a column per step of the range."""
+    n, units, steps, h, w = panels.shape[:5]
+    fig, axes = plt.subplots(1, n, figsize=(n * (steps * 0.42 + 0.3) + 2.0, units * 0.42 + 1.3), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        _show(ax, image_grid(panels[i].reshape(units * steps, *panels.shape[3:]), cols=steps),
+              f"test image {i + 1}", ink)
+        ax.set_xlabel(column_note, fontsize=7)
+    left = axes[0][0]
+    left.set_yticks([r * (h + 1) + h / 2 - 0.5 for r in range(units)])
+    left.set_yticklabels([label if on else f"{label} (inactive)" for label, on in zip(row_labels, active)], fontsize=7)
+    for tick, on in zip(left.get_yticklabels(), active):
+        if not on:
+            tick.set_color("0.55")
+    left.tick_params(left=False)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
 # ---------------------------------------------------------------- sweep comparisons
 
 
