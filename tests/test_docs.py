@@ -90,3 +90,24 @@ def test_the_readmes_options_are_rows_of_the_full_table():
     assert len(full) == len(option_rows(OPTIONS_DOC))  # one row per option
     for option, default, _ in option_rows(README):  # the meaning's links differ (README.md sits above docs/)
         assert full.get(option) == default, f"README gives {option} the default {default}; docs/options.md {full.get(option)}"
+
+
+SRC = REPO / "src" / "aebench"
+
+
+def layout_section() -> str:
+    """The README's Layout: from "Layout —" to the next heading (or the end)."""
+    text = README.read_text()
+    return text[text.index("\nLayout — "):].split("\n## ", 1)[0]
+
+
+def test_the_readmes_layout_names_every_module_and_only_modules_that_exist():
+    section = layout_section()
+    modules = sorted(p.relative_to(SRC).as_posix() for p in SRC.rglob("*.py") if "__pycache__" not in p.parts)
+    # a module is named by its path below src/aebench/ ("compare/figures.py" is not "figures.py")
+    unnamed = [m for m in modules if not re.search(rf"(?<![\w./]){re.escape(m)}(?!\w)", section)]
+    assert not unnamed, f"README.md's Layout does not name {unnamed}: add a line for each"
+    tree = section.split("\n    src/aebench/\n", 1)[1]
+    tree = tree[: re.search(r"\n    \S", tree).start()]  # up to the next entry beside src/aebench/
+    named = set(re.findall(r"(?<![\w./])([\w/]+\.py)(?!\w)", tree))
+    assert named >= set(modules) and not named - set(modules), f"README.md's Layout names {sorted(named - set(modules))}, which do not exist"
