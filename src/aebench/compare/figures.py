@@ -88,15 +88,17 @@ def draw(comparison: Comparison, out: Path, reconstructions: bool) -> list[str]:
     for g in groups:
         # the baselines depend on the data (and the size), never on the model or its training
         suffix = f", {g.dataset}" if several_datasets else ""
-        if g.mean("pca_probe_accuracy") is not None:
-            refs.setdefault(PCA_LINE + suffix, {})[g.latent] = g.mean("pca_probe_accuracy")  # type: ignore[assignment]
-        if g.mean("pixel_probe_accuracy") is not None:
-            refs.setdefault(PIXEL_LINE + suffix, {}).setdefault(0, g.mean("pixel_probe_accuracy"))  # type: ignore[arg-type]
+        pca, pixels = g.mean("pca_probe_accuracy"), g.mean("pixel_probe_accuracy")
+        if pca is not None:
+            refs.setdefault(PCA_LINE + suffix, {})[g.latent] = pca
+        if pixels is not None:
+            refs.setdefault(PIXEL_LINE + suffix, {}).setdefault(0, pixels)
     probe_series, probe_noise = figure_points(groups, "probe_accuracy")
     recon_series, recon_noise = figure_points(groups, "recon_mse")
     if probe_series:  # none where every run's data is unlabelled
-        plots.metric_vs_latent(probe_series, refs, PROBE_AXIS, PROBE_TITLE_DATASETS if several_datasets else PROBE_TITLE,
-                               out / FIGURES["probe"], percent=True, noise=probe_noise)
+        title = PROBE_TITLE_DATASETS if several_datasets else PROBE_TITLE
+        plots.metric_vs_latent(probe_series, refs, PROBE_AXIS, title, out / FIGURES["probe"], percent=True,
+                               noise=probe_noise)
         written.append(FIGURES["probe"])
     if recon_series:
         plots.metric_vs_latent(recon_series, {}, RECON_AXIS, RECON_TITLE, out / FIGURES["recon"], noise=recon_noise)

@@ -53,8 +53,8 @@ COLUMN_MEANINGS = (
 # ------------------------------------------------------------------ the terminal's
 TERMINAL_JOB_INTERVALS = "\n[…]: {test_noise}"
 TERMINAL_ACROSS_SEEDS = "\n\nacross seeds (mean ± std) [{seed_noise}]:\n"
-TERMINAL_AGAINST_BASELINE = ("\n\nagainst the baseline {name} (group − baseline, accuracies in points; 95 % interval; "
-                             "better / worse: it excludes 0, within noise: it contains 0):\n")
+TERMINAL_AGAINST_BASELINE = ("\n\nagainst the baseline {name} (group − baseline, accuracies in points; 95 % "
+                             "interval; better / worse: it excludes 0, within noise: it contains 0):\n")
 TERMINAL_NO_OTHER_GROUP = "no other group"
 
 
@@ -70,10 +70,10 @@ def write_report(comparison: Comparison, out: Path, baseline: Group | None = Non
         columns = [f"{k}_{s}" for k in METRICS + list(budgets) for s in ("mean", "std", "ci_low", "ci_high")]
         atomic.write_csv(out / "groups.csv", [g.record() for g in groups], GROUP_COLUMNS + columns)
     skipped = [r for r in rows if r.status == "skipped"]
+    unreadable = SKIPPED.format(n=len(skipped), which="; ".join(f"{r.job}: {r.error}" for r in skipped))
     text = [HEADING.format(n=len(rows), done=len(comparison.done),
                            failed=sum(r.status not in ("completed", "skipped") for r in rows),
-                           skipped=SKIPPED.format(n=len(skipped), which="; ".join(f"{r.job}: {r.error}" for r in skipped))
-                           if skipped else "")]
+                           skipped=unreadable if skipped else "")]
     if comparison.several_seeds:
         text.append(ACROSS_SEEDS.format(n=len(groups), seed_noise=stats.SEED_NOISE))
         text.append(group_table(groups, budgets))
@@ -112,7 +112,7 @@ def _best_probe_line(comparison: Comparison, found: BestProbe, several_datasets:
         key = "probe_accuracy"
         line += WITHIN_NOISE.format(which="; ".join(
             CLOSE.format(name=comparison.name(g), difference=fmt_bound(d.difference, key, True),
-                         low=fmt_bound(d.ci_low, key, True), high=fmt_bound(d.ci_high, key, True))  # type: ignore[arg-type]
+                         low=fmt_bound(d.ci_low, key, True), high=fmt_bound(d.ci_high, key, True))  # type: ignore
             for g, d in found.close))
     elif found.others and not found.unknown:
         line += ALL_BELOW
