@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from aebench.data import SOURCES
+import aebench.conf
+
+# conf/data/*.yaml: every source, and the full-grid presets of the factor grids (sprites_full, dsprites_full)
+DATA_CHOICES = sorted(p.stem for p in (Path(aebench.conf.__file__).parent / "data").glob("*.yaml"))
 
 from conftest import TINY, run_cli, run_in_process
 
@@ -41,7 +44,7 @@ CASES = {
     # name: (overrides, phrases the one line must contain)
     "unknown model": (["model=transformer"], ["model/transformer", "ae, dae, sae, vae"]),
     "unknown arch": (["arch=resnet"], ["arch/resnet", "conv, mlp"]),
-    "unknown dataset": (["data=imagenet"], ["data/imagenet", ", ".join(sorted(SOURCES))]),
+    "unknown dataset": (["data=imagenet"], ["data/imagenet", ", ".join(DATA_CHOICES)]),
     "unknown experiment": (["experiment=nope"], ["experiment/nope", "seed_report"]),
     "latent zero": (["latent=0"], ["latent=0", ">= 1"]),
     "latent negative": (["latent=-3"], ["latent=-3", ">= 1"]),

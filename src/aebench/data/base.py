@@ -1,6 +1,7 @@
 """What every data source shares: the data root, checksums, the restricted unpickler, and the
-two types the rest of aebench sees: :class:`Arrays` (a source's decoded uint8 images) and
-:class:`ImageData` (the splits a run reads, as float batches on its device).
+types the rest of aebench sees: :class:`Arrays` (a source's decoded uint8 images), :class:`ImageData`
+(the splits a run reads, as float batches on its device) and :class:`Factor` (one known factor of
+variation, for the sources that hand factors beside the images).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from .grid import GRID_SOURCES, label as grid_label
 
 ENV_DATA_ROOT = "AEBENCH_DATA"
 
@@ -40,6 +42,8 @@ def resolve_root(root: str | None) -> Path:
 def label_of(cfg: Any) -> str:
     """The data's short name in summaries and figures (``cfg``: a ``data`` config): the dataset, or
     ``folder:<name>[@<N>px]`` for a folder."""
+    if cfg.name in GRID_SOURCES:
+        return grid_label(cfg)
     if cfg.name != "folder" or not cfg.path:
         return cfg.name
     label = f"folder:{Path(cfg.path).expanduser().resolve().name}"
@@ -136,6 +140,27 @@ def to_float(u8: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tenso
 
 
 # --------------------------------------------------------------------------- what a source hands over
+@dataclass(frozen=True)
+class Factor:
+    """One known factor of variation: its name, and the value each of its classes stands for.
+
+    A source with factors gives every image one class per factor (an int64 column of
+    ``Split.factors``, 0 .. ``len(values) - 1``); ``values[k]`` is what class k means: a number
+    (dSprites' scale 0.5 .. 1, an orientation in radians, a bin's centre) or a name ("heart").
+    """
+
+    name: str
+    values: tuple[float | str, ...]
+    note: str = ""  # how the classes were made, where that is not plain (a binned numeric column)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "classes": len(self.values), "values": list(self.values),
+                **({"note": self.note} if self.note else {})}
+
+
 @dataclass
 class Arrays:
     """A dataset as a source decoded it: uint8 images (N, C, H, W) per split, in memory or memory-mapped.
@@ -144,6 +169,10 @@ class Arrays:
     labels are int64 arrays, or None for images without labels.  ``classes`` is None for an
     unlabelled set.  ``identity`` names the data and its preprocessing exactly (baseline caches and
     metrics.json key on it); ``label`` is its short name for tables and figures.
+
+    Sources with known factors of variation also give ``factors`` (one :class:`Factor` per column)
+    and ``factor_classes``: per split, an int64 (N, K) array of each image's class of every factor,
+    row for row with the images.  Sources without factors leave both empty (``factors`` None).
     """
 
     name: str  # the config's data.name
@@ -154,6 +183,8 @@ class Arrays:
     splits: dict[str, tuple[np.ndarray, np.ndarray | None]]
     ink: bool = False  # grey images of dark ink on light paper when drawn inverted (MNIST-like sets)
     notes: dict[str, Any] = field(default_factory=dict)  # what metrics.json should say about the data
+    factors: tuple[Factor, ...] | None = None
+    factor_classes: dict[str, np.ndarray] = field(default_factory=dict)  # split -> (N, K) int64
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -163,14 +194,17 @@ class Arrays:
 
 # --------------------------------------------------------------------------- what a run reads
 class Split:
-    """One split a run reads: images as float (N, C*H*W) in [0, 1] on ``device``, labels as int64.
+    """One split a run reads: images as float (N, C*H*W) in [0, 1] on ``device``, labels as int64, and
+    ``factors``: each image's class of every known factor, an int64 numpy array (N, K) on the CPU
+    (None when the source has no factors; :attr:`ImageData.factors` says what the columns are).
 
     Resident: the whole split converted once (uint8 / 255, torchvision's ``ToTensor`` scaling) and
     held on the device.  Mapped: the uint8 array stays memory-mapped from the cache and each batch
     is gathered from it and converted on the device, so memory does not grow with the images.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray | None, device: torch.device, resident: bool):
+    def __init__(self, images: np.ndarray, labels: np.ndarray | None, device: torch.device, resident: bool,
+                 factors: np.ndarray | None = None):
         self.device = device
         self.resident = resident
         self.shape = tuple(int(s) for s in images.shape[1:])
@@ -182,13 +216,16 @@ class Split:
             self.x = None
             self._u8 = flat
         self.y = torch.from_numpy(labels.astype(np.int64)).to(device) if labels is not None else None
+        self.factors = np.asarray(factors, dtype=np.int64) if factors is not None else None
 
     @classmethod
-    def of_tensor(cls, x: torch.Tensor, y: torch.Tensor | None, shape: tuple[int, ...]) -> "Split":
+    def of_tensor(cls, x: torch.Tensor, y: torch.Tensor | None, shape: tuple[int, ...],
+                  factors: np.ndarray | None = None) -> "Split":
         """A resident split of flat float images already in [0, 1] (tests, benchmarks, synthetic data)."""
         split = cls.__new__(cls)
         split.device, split.resident, split.shape = x.device, True, tuple(shape)
         split.x, split._u8, split.y = x, None, y
+        split.factors = np.asarray(factors, dtype=np.int64) if factors is not None else None
         return split
 
     def __len__(self) -> int:
@@ -228,6 +265,7 @@ class ConcatSplit(Split):
         self.shape = parts[0].shape
         self.x = None
         self.y = None
+        self.factors = np.concatenate([p.factors for p in parts]) if all(p.factors is not None for p in parts) else None
         self._starts = np.cumsum([0] + [len(p) for p in parts])
 
     def __len__(self) -> int:
@@ -251,7 +289,8 @@ class ConcatSplit(Split):
 class ImageData:
     """The splits a run reads.  ``pretrain`` is what the autoencoder trains on (``train``, or more where a
     set has unlabelled images); ``train`` and ``test`` feed the read-outs.  ``classes`` is None when the
-    images carry no labels: then no probe, k-NN or label budget can run."""
+    images carry no labels: then no probe, k-NN or label budget can run.  ``factors`` is None when the
+    images carry no known factors; else one :class:`Factor` per column of every split's ``factors``."""
 
     name: str
     title: str
@@ -264,10 +303,20 @@ class ImageData:
     image_shape: tuple[int, int, int]
     ink: bool = False
     notes: dict[str, Any] = field(default_factory=dict)
+    factors: tuple[Factor, ...] | None = None
 
     @property
     def labelled(self) -> bool:
         return self.classes is not None
+
+    @property
+    def factor_names(self) -> tuple[str, ...] | None:
+        return tuple(f.name for f in self.factors) if self.factors is not None else None
+
+    @property
+    def factor_sizes(self) -> tuple[int, ...] | None:
+        """The number of classes of each factor (dSprites: 3, 6, 40, 32, 32)."""
+        return tuple(len(f) for f in self.factors) if self.factors is not None else None
 
     @property
     def device(self) -> torch.device:
@@ -301,10 +350,14 @@ class ImageData:
 
     @classmethod
     def of_tensors(cls, name: str, classes: tuple[str, ...] | None, train_x: torch.Tensor, train_y: torch.Tensor | None,
-                   test_x: torch.Tensor, test_y: torch.Tensor | None, image_shape: tuple[int, int, int]) -> "ImageData":
-        """A set of flat float images already on their device (tests, benchmarks, synthetic data)."""
-        train, test = Split.of_tensor(train_x, train_y, image_shape), Split.of_tensor(test_x, test_y, image_shape)
-        return cls(name, name, name, name, classes, train, test, train, tuple(image_shape))
+                   test_x: torch.Tensor, test_y: torch.Tensor | None, image_shape: tuple[int, int, int],
+                   factors: tuple[Factor, ...] | None = None, train_factors: np.ndarray | None = None,
+                   test_factors: np.ndarray | None = None) -> "ImageData":
+        """A set of flat float images already on their device (tests, benchmarks, synthetic data); with
+        ``factors``, the (N, K) class arrays of both splits too."""
+        train = Split.of_tensor(train_x, train_y, image_shape, train_factors)
+        test = Split.of_tensor(test_x, test_y, image_shape, test_factors)
+        return cls(name, name, name, name, classes, train, test, train, tuple(image_shape), factors=factors)
 
     def describe(self) -> dict[str, Any]:
         """What metrics.json records about the data: enough to preprocess new images as the run did."""
@@ -319,5 +372,6 @@ class ImageData:
             "test_images": len(self.test),
             "pretrain_images": len(self.pretrain),
             "in_memory": self.pretrain.resident,
+            **({"factors": [f.describe() for f in self.factors]} if self.factors is not None else {}),
             **self.notes,
         }

@@ -1,8 +1,9 @@
 """The uint8 array cache: a source's images decoded once, then memory-mapped by every run.
 
 A cache entry is a folder ``<data root>/cache/<label>-<key>/`` holding, per split,
-``<split>_x.npy`` (uint8, N x C x H x W) and ``<split>_y.npy`` (int64, when labelled), and
-``meta.json`` (what was decoded and from where).  ``key`` hashes the source, its identity
+``<split>_x.npy`` (uint8, N x C x H x W), ``<split>_y.npy`` (int64, when labelled) and
+``<split>_f.npy`` (int64, N x K: each image's class of every known factor, for the sources that
+have factors), and ``meta.json`` (what was decoded and from where).  ``key`` hashes the source, its identity
 (files and their checksums or sizes and times) and the preprocessing (image size,
 channels), so a changed folder or another size gets an entry of its own.
 
@@ -38,28 +39,36 @@ def key_of(fields: dict[str, Any]) -> str:
 
 
 class Writer:
-    """Fills one split's arrays in a building entry, chunk by chunk (memory stays at one chunk)."""
+    """Fills one split's arrays in a building entry, chunk by chunk (memory stays at one chunk).
 
-    def __init__(self, folder: Path, split: str, count: int, shape: tuple[int, int, int], labelled: bool):
+    ``factors``: the number of known factors (K) when the images have them, else 0 (no factor file).
+    """
+
+    def __init__(self, folder: Path, split: str, count: int, shape: tuple[int, int, int], labelled: bool,
+                 factors: int = 0):
         self.x = np.lib.format.open_memmap(folder / f"{split}_x.npy", mode="w+", dtype=np.uint8, shape=(count, *shape))
         self.y = np.lib.format.open_memmap(folder / f"{split}_y.npy", mode="w+", dtype=np.int64, shape=(count,)) \
             if labelled else None
+        self.f = np.lib.format.open_memmap(folder / f"{split}_f.npy", mode="w+", dtype=np.int64,
+                                           shape=(count, factors)) if factors else None
         self.filled = 0
 
-    def add(self, images: np.ndarray, labels: np.ndarray | None = None) -> None:
+    def add(self, images: np.ndarray, labels: np.ndarray | None = None, factors: np.ndarray | None = None) -> None:
         n = len(images)
         self.x[self.filled : self.filled + n] = images
         if self.y is not None:
             self.y[self.filled : self.filled + n] = labels
+        if self.f is not None:
+            self.f[self.filled : self.filled + n] = factors
         self.filled += n
 
     def close(self) -> None:
         if self.filled != len(self.x):
             raise RuntimeError(f"cache split filled with {self.filled} of {len(self.x)} images")
-        for array in (self.x, self.y):
+        for array in (self.x, self.y, self.f):
             if array is not None:
                 array.flush()
-        del self.x, self.y
+        del self.x, self.y, self.f
 
 
 def entry(root: Path, label: str, fields: dict[str, Any], build: Callable[[Path], dict[str, Any]],
@@ -112,6 +121,11 @@ def read(folder: Path, splits: Iterable[str]) -> dict[str, tuple[np.ndarray, np.
         y_path = folder / f"{split}_y.npy"
         out[split] = (x, np.load(y_path) if y_path.is_file() else None)
     return out
+
+
+def read_factors(folder: Path, splits: Iterable[str]) -> dict[str, np.ndarray]:
+    """The entry's factor classes, (N, K) int64 per split, for the splits that have them (read whole: N x K is small)."""
+    return {split: np.load(folder / f"{split}_f.npy") for split in splits if (folder / f"{split}_f.npy").is_file()}
 
 
 def size_mb(folder: Path) -> float:
