@@ -6,9 +6,11 @@
   seed (the same for every run, whatever its ``seed``), so runs are compared on the same images.
 - Images directly in ``DIR`` (no class subfolders), or one class only: unlabelled; the autoencoder
   trains and draws, the read-outs that need labels are skipped.
+- ``DIR/factors.csv``: each image's known factors (:mod:`.factor_table`), handed beside the labels.
 
 Every image is decoded once into the cache (:mod:`.cache`), keyed by the folder's files (paths,
-sizes, modification times) and the preprocessing; a changed folder is noticed and decoded again.
+sizes, modification times), its factors.csv (its bytes) and the preprocessing; a changed folder is
+noticed and decoded again.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from ..errors import DataError
-from . import cache, images
+from . import cache, factor_table, images
 from .base import Arrays, label_of
 
 log = logging.getLogger(__name__)
@@ -122,6 +124,7 @@ def arrays(cfg: DictConfig, root: Path, splits: tuple[str, ...] = ("train", "tes
     path = Path(cfg.path).expanduser().resolve()
     classes, listed = _scan(path)
     every_file = [f for part in listed.values() for f, _ in part]
+    table = factor_table.read(path, every_file)
     if classes is not None and len(classes) < 2:
         log.warning("%s has one class folder only (%s): a probe on one class is meaningless, so the images are "
                     "treated as unlabelled", path, classes[0])
@@ -131,6 +134,8 @@ def arrays(cfg: DictConfig, root: Path, splits: tuple[str, ...] = ("train", "tes
     size = cfg.image_size
     fields = {"source": "folder", "path": str(path), "files": _fingerprint(every_file), "image_size": size,
               "channels": str(cfg.channels), "test_fraction": cfg.test_fraction if "all" in listed else None}
+    if table is not None:  # (only then: the entries of folders without factors keep their keys)
+        fields["factors_csv"] = table.digest
     label = label_of(cfg)
 
     def build(folder: Path) -> dict[str, Any]:
@@ -150,23 +155,27 @@ def arrays(cfg: DictConfig, root: Path, splits: tuple[str, ...] = ("train", "tes
         bar = tqdm(total=len(every_file), desc=f"decoding {path.name}", unit="image", disable=None, leave=False)
         with bar:
             for split, entries in parts.items():
-                writer = cache.Writer(folder, split, len(entries), (channels, h, w), classes is not None)
+                writer = cache.Writer(folder, split, len(entries), (channels, h, w), classes is not None,
+                                      factors=len(table.factors) if table is not None else 0)
                 for start in range(0, len(entries), CHUNK):
                     chunk = entries[start : start + CHUNK]
                     pixels = np.stack([images.load(f, channels, size) for f, _ in chunk])
                     if pixels.shape[1:] != (channels, h, w):  # a file that changed size since the scan
                         raise DataError(f"an image in {path} changed while it was read; run again")
-                    writer.add(pixels, np.array([c for _, c in chunk]) if classes is not None else None)
+                    writer.add(pixels, np.array([c for _, c in chunk]) if classes is not None else None,
+                               table.of([f for f, _ in chunk], path) if table is not None else None)
                     bar.update(len(chunk))
                 writer.close()
                 files[split] = [str(f.relative_to(path)) for f, _ in entries]
         (folder / "files.json").write_text(json.dumps(files))
-        return {"source": "folder", "path": str(path), "classes": classes, "channels": channels}
+        return {"source": "folder", "path": str(path), "classes": classes, "channels": channels,
+                "factors": [f.describe() for f in table.factors] if table is not None else None}
 
     def same_source(meta: dict[str, Any]) -> bool:
         f = meta.get("fields", {})
         return f.get("source") == "folder" and f.get("path") == str(path) and f.get("image_size") == size \
-            and f.get("channels") == fields["channels"] and f.get("files") != fields["files"]
+            and f.get("channels") == fields["channels"] \
+            and (f.get("files"), f.get("factors_csv")) != (fields["files"], fields.get("factors_csv"))
 
     folder, meta = cache.entry(root, f"folder-{path.name}", fields, build, same_source)
     read = cache.read(folder, splits)
@@ -174,8 +183,11 @@ def arrays(cfg: DictConfig, root: Path, splits: tuple[str, ...] = ("train", "tes
     notes = {"path": str(path), "image_size": size, "channels": meta["channels"], "cache": str(folder),
              "split": "train/ and test/ folders" if "all" not in listed else
              f"class-stratified hold-out of {cfg.test_fraction:g} (fixed per folder)"}
+    if table is not None:
+        notes["factors_csv"] = str(path / factor_table.FILE)
     return Arrays("folder", title, label, f"folder-{key_of_entry(folder)}", tuple(classes) if classes else None,
-                  read, notes=notes)
+                  read, notes=notes, factors=table.factors if table is not None else None,
+                  factor_classes=cache.read_factors(folder, splits) if table is not None else {})
 
 
 def key_of_entry(folder: Path) -> str:
