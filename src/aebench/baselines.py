@@ -12,9 +12,11 @@ Bounded for wide images (3 072 values for CIFAR-10, 27 648 for STL-10):
 
 - pixel probes read at most ``PIXEL_BYTES`` of float32 pixels (train and test together): every
   image when they fit, else class-stratified seeded subsamples of both splits in proportion;
-- the PCA is exact (the covariance, accumulated batch by batch) up to ``PCA_EXACT_MAX`` features,
+- the PCA is exact (the covariance, accumulated batch by batch) up to ``PCA_EXACT_MAX`` features
+  and ``PCA_EXACT_WORK`` multiply-adds (train images x features^2: every named set is within both),
   and randomized (``torch.svd_lowrank``, seeded) on a seeded subsample of ``PCA_FIT_ROWS`` train
-  images beyond; every image is then projected batch by batch.
+  images beyond (STL-10's 27 648 values; dSprites' full grid, 663 552 train images of 4 096 values);
+  every image is then projected batch by batch.
 
 :func:`describe` says what each baseline was computed on, for metrics.json.
 """
@@ -41,6 +43,7 @@ CACHE_FILE = "aebench-baselines.json"
 FORMAT = "v5"  # bump when a cached number would be computed differently
 PIXEL_BYTES = 768 * 2**20  # pixel probes: at most this much float32 pixels (train + test)
 PCA_EXACT_MAX = 4096  # features up to this: exact PCA; wider: randomized on a subsample
+PCA_EXACT_WORK = 10**12  # and train images x features^2 up to this (SVHN: 6.9e11; dSprites' grid at 64x64: 1.1e13)
 PCA_FIT_ROWS = 5000  # the randomized PCA's subsample of train images
 SUBSAMPLE_SEED = 0  # which images the subsamples hold: fixed per dataset, not per run
 
@@ -83,7 +86,7 @@ def describe(ds: data.ImageData, latent: int) -> dict[str, str]:
              f"class-stratified seeded subsamples of {len(sub[0])} train and {len(sub[1])} test images "
              f"(of {len(ds.train)} and {len(ds.test)}; {ds.input_dim} values each exceed {PIXEL_BYTES >> 20} MiB)")
     dim = min(latent, ds.input_dim)
-    pca = (f"exact PCA to {dim} of the {len(ds.train)} train images" if ds.input_dim <= PCA_EXACT_MAX else
+    pca = (f"exact PCA to {dim} of the {len(ds.train)} train images" if pca_is_exact(ds.train) else
            f"randomized PCA to {dim} fitted on a seeded subsample of {min(PCA_FIT_ROWS, len(ds.train))} train images "
            f"({ds.input_dim} values each), every image projected")
     return {"pixel_probe": pixel, "pca_probe": pca}
@@ -148,11 +151,16 @@ def pca_features(ds: data.ImageData, dim: int) -> tuple[torch.Tensor, torch.Tens
     return project(ds.train), project(ds.test)
 
 
+def pca_is_exact(split: data.Split) -> bool:
+    """Whether the PCA of ``split`` is exact: at most PCA_EXACT_MAX features and PCA_EXACT_WORK multiply-adds."""
+    return split.pixels <= PCA_EXACT_MAX and len(split) * split.pixels**2 <= PCA_EXACT_WORK
+
+
 def _pca_fit_bounded(split: data.Split, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`aebench.probe.pca_fit` read batch by batch (exact), or randomized on a subsample (wide images)."""
     d = split.pixels
     rows = probe.rows_per_chunk(d)
-    if d <= PCA_EXACT_MAX:  # the same chunks as probe.pca_fit on the whole matrix: the same numbers
+    if pca_is_exact(split):  # the same chunks as probe.pca_fit on the whole matrix: the same numbers
         return probe.pca_fit_batches(lambda: split.batches(rows), len(split), d, dim, split.device)
     idx = torch.from_numpy(seeded_subset(len(split), PCA_FIT_ROWS, SUBSAMPLE_SEED))
     x = split.take(idx)
