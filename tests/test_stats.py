@@ -63,6 +63,8 @@ def test_verdict_words_follow_the_metric_direction():
     assert stats.verdict(up, "probe_accuracy") == "better" and stats.verdict(up, "recon_mse") == "worse"
     assert stats.verdict(across, "probe_accuracy") == "within noise"
     assert stats.verdict(None, "probe_accuracy") == "–"
+    # the factor read-outs: higher is better, but for the Gaussian total correlation (a more factorised code)
+    assert stats.verdict(up, "mig") == "better" and stats.verdict(up, "gaussian_tc") == "worse"
 
 
 def test_bootstrap_covers_the_true_accuracy_95_percent_of_the_time():

@@ -264,7 +264,9 @@ def paired_bootstrap_accuracy(correct_a: np.ndarray, correct_b: np.ndarray, resa
 # ---------------------------------------------------------------- words
 
 
-LOWER_IS_BETTER = {"recon_mse", "neg_elbo", "seconds"}
+# The metrics for which a lower value is the better one (every other: higher).  gaussian_tc, the Gaussian total
+# correlation of the codes (docs/factors.md), is lower for a more factorised code.
+LOWER_IS_BETTER = {"recon_mse", "neg_elbo", "seconds", "gaussian_tc"}
 
 
 def verdict(interval: Interval | None, metric: str) -> str:
