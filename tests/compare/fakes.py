@@ -16,11 +16,12 @@ N_TEST = 1000
 def fake_run(path: Path, *, latent: int = 5, seed: int = 0, accuracy: float | None = 0.9, knn: float | None = 0.92,
              overrides: list[str] | None = None, lr: float = 2e-3, dataset: str = "mnist", predictions: bool = True,
              test_y: np.ndarray | None = None, status: str = "completed", train_precision: str | None = None,
-             precision_used: str | None = None) -> Path:
+             precision_used: str | None = None, more: dict | None = None) -> Path:
     """A completed run's directory as aebench >= 0.4 leaves it (no checkpoint, no history).
 
     ``train_precision``: the config's train.precision (absent where None, as in runs before it existed);
-    ``precision_used``: metrics.json's precision.used (absent where None, as before aebench 0.5)."""
+    ``precision_used``: metrics.json's precision.used (absent where None, as before aebench 0.5);
+    ``more``: further entries of metrics.json (the factor read-outs)."""
     (path / ".hydra").mkdir(parents=True)
     config = {"model": {"name": "ae"}, "arch": {"name": "mlp"}, "data": {"name": dataset, "root": None},
               "latent": latent, "epochs": 2, "seed": seed, "train": {"lr": lr}, "threads": None}
@@ -46,6 +47,7 @@ def fake_run(path: Path, *, latent: int = 5, seed: int = 0, accuracy: float | No
     if accuracy is None:  # unlabelled data: the probes are skipped, with a note
         metrics["skipped"] = "the data has no labels: no probe"
         metrics["label_budget_accuracy"] = {"skipped": "the data has no labels"}
+    metrics.update(more or {})
     (path / "metrics.json").write_text(json.dumps(metrics))
     if predictions and accuracy is not None:
         np.savez(path / "probe.npz", **arrays)

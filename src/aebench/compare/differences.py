@@ -87,8 +87,10 @@ def difference(group: Group, baseline: Group, key: str) -> Difference | None:
                       interval.method if interval else "", stats.verdict(interval, key), note)
 
 
-def difference_metrics(budgets: tuple[str, ...] | list[str]) -> list[str]:
-    return ["probe_accuracy", *budgets, "knn_accuracy", "recon_mse", "neg_elbo", "seconds"]
+def difference_metrics(budgets: tuple[str, ...] | list[str], factors: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """The metrics a baseline is compared in: the probes, the label ``budgets``, the reconstruction, the time and
+    the factor read-outs ``factors`` (:attr:`Comparison.factors`)."""
+    return ["probe_accuracy", *budgets, "knn_accuracy", "recon_mse", "neg_elbo", "seconds", *factors]
 
 
 def differences(comparison: Comparison, baseline: Group) -> list[Difference]:
@@ -97,7 +99,7 @@ def differences(comparison: Comparison, baseline: Group) -> list[Difference]:
     for g in comparison.groups:
         if g is baseline:
             continue
-        for key in difference_metrics(comparison.budgets):
+        for key in difference_metrics(comparison.budgets, comparison.factors):
             d = difference(g, baseline, key)
             if d is not None:
                 out.append(d)
@@ -132,27 +134,30 @@ def resolve_baseline(spec: str, comparison: Comparison) -> Group:
 
 
 @dataclass(frozen=True)
-class BestProbe:
-    """The best linear probe on one dataset, and how every other group there stands against it."""
+class Best:
+    """The best group in one metric on one dataset, and how every other group there stands against it."""
 
+    metric: str
     dataset: str
     best: Group
-    others: int  # how many other groups have a probe accuracy on this dataset
+    others: int  # how many other groups have the metric on this dataset
     close: list[tuple[Group, Difference]] = field(default_factory=list)  # within noise of the best
     unknown: list[Group] = field(default_factory=list)  # no noise estimate against the best
 
 
-def best_probes(groups: tuple[Group, ...] | list[Group]) -> list[BestProbe]:
-    """Per dataset (in the order they come), the group with the highest mean probe accuracy."""
-    scored = [g for g in groups if g.mean("probe_accuracy") is not None]
+def best_groups(groups: tuple[Group, ...] | list[Group], key: str = "probe_accuracy") -> list[Best]:
+    """Per dataset (in the order they come), the group with the best mean ``key``: the highest, the lowest for
+    :data:`aebench.stats.LOWER_IS_BETTER`."""
+    scored = [g for g in groups if g.mean(key) is not None]
+    pick = min if key in stats.LOWER_IS_BETTER else max
     out = []
     for dataset in dict.fromkeys(g.dataset for g in scored):
         members = [g for g in scored if g.dataset == dataset]
-        best = BestProbe(dataset, max(members, key=lambda g: g.mean("probe_accuracy")), len(members) - 1)
+        best = Best(key, dataset, pick(members, key=lambda g: g.mean(key)), len(members) - 1)
         for g in members:
             if g is best.best:
                 continue
-            d = difference(g, best.best, "probe_accuracy")
+            d = difference(g, best.best, key)
             if d.verdict == "within noise":  # type: ignore[union-attr]
                 best.close.append((g, d))  # type: ignore[arg-type]
             elif d.verdict == "–":  # type: ignore[union-attr]

@@ -1,5 +1,5 @@
-"""The comparison's figures: probe accuracy and reconstruction error against the latent size, every job's loss
-curve, and the same test images reconstructed by every job (:mod:`aebench.plots` draws them).
+"""The comparison's figures: probe accuracy, reconstruction error and (where runs have factors) MIG against the latent
+size, every job's loss curve, and the same test images reconstructed by every job (:mod:`aebench.plots` draws them).
 
 A point is a group's mean over its seeds, its interval an error bar.  A line joins the groups that differ only
 in their latent size, and is named as the tables name them: the model and network, the dataset and epochs
@@ -22,6 +22,7 @@ log = logging.getLogger("aebench.compare")
 FIGURES = {
     "probe": "probe_accuracy_vs_latent.png",
     "recon": "recon_mse_vs_latent.png",
+    "mig": "mig_vs_latent.png",
     "curves": "loss_curves.png",
     "reconstructions": "reconstructions_by_job.png",
 }
@@ -30,6 +31,8 @@ PROBE_TITLE_DATASETS = PROBE_TITLE + " (datasets apart)"
 PROBE_AXIS = "linear-probe test accuracy (%)"
 RECON_TITLE = "Reconstruction error vs latent size"
 RECON_AXIS = "test MSE per pixel"
+MIG_TITLE = "Mutual information gap vs latent size"
+MIG_AXIS = "MIG (higher: each factor in one unit)"
 PCA_LINE, PIXEL_LINE = "PCA probe (same size)", "raw-pixel probe"
 # Overrides a line's name leaves out: its model and network lead it, the latent size is the x axis, seeds are
 # pooled, and the dataset and epochs are named as settings where they differ.
@@ -95,6 +98,7 @@ def draw(comparison: Comparison, out: Path, reconstructions: bool) -> list[str]:
             refs.setdefault(PIXEL_LINE + suffix, {}).setdefault(0, pixels)
     probe_series, probe_noise = figure_points(groups, "probe_accuracy")
     recon_series, recon_noise = figure_points(groups, "recon_mse")
+    mig_series, mig_noise = figure_points(groups, "mig")  # none where no run has factors
     if probe_series:  # none where every run's data is unlabelled
         title = PROBE_TITLE_DATASETS if several_datasets else PROBE_TITLE
         plots.metric_vs_latent(probe_series, refs, PROBE_AXIS, title, out / FIGURES["probe"], percent=True,
@@ -103,6 +107,9 @@ def draw(comparison: Comparison, out: Path, reconstructions: bool) -> list[str]:
     if recon_series:
         plots.metric_vs_latent(recon_series, {}, RECON_AXIS, RECON_TITLE, out / FIGURES["recon"], noise=recon_noise)
         written.append(FIGURES["recon"])
+    if mig_series:
+        plots.metric_vs_latent(mig_series, {}, MIG_AXIS, MIG_TITLE, out / FIGURES["mig"], noise=mig_noise)
+        written.append(FIGURES["mig"])
 
     curves = {}
     for r in done:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .. import rundir, stats
-from .rows import METRICS, Row, find_runs, read_row
+from .rows import FACTOR_EVIDENCE, FACTOR_METRICS, METRICS, Row, find_runs, read_row
 
 log = logging.getLogger("aebench.compare")
 
@@ -115,6 +115,7 @@ class Comparison:
     rows: tuple[Row, ...]
     groups: tuple[Group, ...]
     budgets: tuple[str, ...]  # probe_accuracy@N of every label budget any row has, smallest first
+    factors: tuple[str, ...] = ()  # the factor read-outs (FACTOR_METRICS) any row has; none where no run has factors
 
     @property
     def done(self) -> list[Row]:
@@ -141,8 +142,8 @@ def collect(paths: list[Path], warn: bool = True) -> Comparison:
     rows = _labelled([read_row(r.resolve() if len(paths) > 1 else r, base) for r in runs])
     if warn:
         warn_skipped(rows)
-    budgets = budget_columns(rows)
-    return Comparison(tuple(rows), tuple(group_by_seed(rows, budgets)), tuple(budgets))
+    budgets, factors = budget_columns(rows), factor_columns(rows)
+    return Comparison(tuple(rows), tuple(group_by_seed(rows, budgets, factors)), tuple(budgets), tuple(factors))
 
 
 def warn_skipped(rows: tuple[Row, ...] | list[Row]) -> None:
@@ -155,6 +156,14 @@ def budget_columns(rows: list[Row]) -> list[str]:
     """``probe_accuracy@N`` for every label budget any row has, smallest first."""
     found = {k for r in rows for k in r.values if k.startswith("probe_accuracy@")}
     return sorted(found, key=lambda k: int(k.split("@")[1]))
+
+
+def factor_columns(rows: list[Row]) -> list[str]:
+    """The factor read-outs any row has, in :data:`FACTOR_METRICS`' order; none where no row has a read-out that
+    needs factors (gaussian_tc alone, which every recent run has, opens no factor columns)."""
+    if not any(r.value(k) is not None for r in rows for k in FACTOR_EVIDENCE):
+        return []
+    return [k for k in FACTOR_METRICS if any(r.value(k) is not None for r in rows)]
 
 
 def _shown_overrides(rows: list[Row]) -> list[list[str]]:
@@ -188,9 +197,10 @@ def _labelled(rows: list[Row]) -> list[Row]:
     return out
 
 
-def group_by_seed(rows: list[Row], budgets: list[str]) -> list[Group]:
+def group_by_seed(rows: list[Row], budgets: list[str], factors: list[str] | tuple[str, ...] = ()) -> list[Group]:
     """One group per set of completed jobs that differ only in their seed: mean, std and the 95 % t-interval of
-    each metric's mean over the seeds (where two or more have it).  ``rows``: labelled (:func:`collect`)."""
+    each metric's mean over the seeds (where two or more have it): :data:`METRICS`, the label ``budgets`` and the
+    factor read-outs ``factors``.  ``rows``: labelled (:func:`collect`)."""
     by_key: dict[str, list[Row]] = {}
     for r in rows:
         if r.completed:
@@ -198,7 +208,7 @@ def group_by_seed(rows: list[Row], budgets: list[str]) -> list[Group]:
     out = []
     for members in by_key.values():
         means, stds, intervals = {}, {}, {}
-        for key in METRICS + budgets:
+        for key in [*METRICS, *budgets, *factors]:
             values = [v for v in (m.value(key) for m in members) if v is not None]
             means[key] = statistics.fmean(values) if values else None
             stds[key] = statistics.stdev(values) if len(values) > 1 else None

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from .. import atomic, stats
 from . import figures
-from .differences import DIFFERENCE_COLUMNS, BestProbe, best_probes, differences
+from .differences import DIFFERENCE_COLUMNS, Best, best_groups, differences
 from .groups import Comparison, Group
 from .rows import METRICS, PREDICTED
-from .tables import (DIFFERENCE_HEAD, cell, difference_cells, difference_table, fmt_bound, group_table, job_cell,
-                     markdown_table, mean_std, text_table)
+from .tables import (DIFFERENCE_HEAD, FACTOR_HEADS, cell, difference_cells, difference_table, factor_table, fmt_bound,
+                     group_table, job_cell, markdown_table, mean_std, text_table)
 
 SUMMARY_COLUMNS = ["job", "status", "overrides", "model", "arch", "dataset", "latent", "epochs", "seed", *METRICS]
 INTERVAL_COLUMNS = [f"{k}_ci_{end}" for k in PREDICTED for end in ("low", "high")] + ["ci_method"]
@@ -30,18 +30,32 @@ JOB_INTERVALS = ("\n[…] beside a job's probe and kNN accuracy: {test_noise} (p
                  "resamples, from the run's saved predictions; – where it has none).\n")
 NO_BEST_PROBE = ("\nBest linear probe: – (no completed job has a probe accuracy: the probe is skipped on unlabelled "
                  "data).\n")
-BEST_PROBE = "\nBest linear probe{where}: **{name}** ({model}, {arch}, latent {latent}) at {value}."
+BEST = "\n{title}{where}: **{name}** ({model}, {arch}, latent {latent}) at {value}."
+BEST_TITLES = {"probe_accuracy": "Best linear probe", "mig": "Highest MIG"}  # the metrics that get a best line
 OVER_SEEDS = "{value} over {n} seed(s)"
 WITHIN_NOISE = (" **Within noise of it** (the 95 % interval of the difference to the best contains 0): {which}.")
-CLOSE = "{name} ({difference} [{low}, {high}] points)"
-ALL_BELOW = " Every other is below it beyond the noise (95 % interval of the difference)."
-NO_ESTIMATE = (" No noise estimate against {n} other(s) (one run each, without saved test predictions on the same "
-               "test images): {which}.")
+CLOSE = "{name} ({difference} [{low}, {high}]{unit})"
+ALL_BELOW = " Every other is {below} it beyond the noise (95 % interval of the difference)."
+NO_ESTIMATE = " No noise estimate against {n} other(s) ({why}): {which}."
+NO_ESTIMATE_WHY = {"probe_accuracy": "one run each, without saved test predictions on the same test images"}
+NO_ESTIMATE_SEEDS = "one run each: run several seeds"
+FACTORS = (
+    "\n## Factors\n\nWhat the codes hold of the data's known factors, for the {n} group(s) with factor read-outs: "
+    "{how}. Higher is better for each but Gaussian TC, which is lower for a more factorised code. MIG = mutual "
+    "information gap; DCI disent. / compl. / inform. = DCI disentanglement, completeness and informativeness (a "
+    "gradient-boosted classifier per factor); SAP = separated attribute predictability; FactorVAE and BetaVAE score "
+    "= accuracy at telling which factor was held fixed; Gaussian TC = the total correlation of a Gaussian fitted "
+    "to the codes, nats (runs without factors have it too). Definitions and protocols: aebench's "
+    "docs/factors.md. Also in {files}.\n\n")
+FACTORS_OVER_SEEDS = "mean ± standard deviation over the seeds [{seed_noise}]"
+FACTORS_ONE_RUN = "one run each (no interval: run several seeds for one)"
 AGAINST_BASELINE = (
     "\n## Against the baseline: {name}\n\nEach group minus the baseline (accuracies in points), with the 95 % "
     "interval of the difference: paired t over seeds where both have the same seeds, Welch's t otherwise, a paired "
-    "bootstrap over the test images for two single runs. better / worse: the interval excludes 0 (for recon MSE, "
-    "neg. ELBO and seconds lower is better); within noise: it contains 0. Also in differences.csv.\n\n")
+    "bootstrap over the test images for two single runs. better / worse: the interval excludes 0 (for {lower} "
+    "lower is better); within noise: it contains 0. Also in differences.csv.\n\n")
+LOWER = {False: "recon MSE, neg. ELBO and seconds",  # the lower-is-better metrics, without and with factor read-outs
+         True: "recon MSE, neg. ELBO, seconds and Gaussian TC"}
 NO_OTHER_GROUP = "No other group to compare.\n"
 COLUMN_MEANINGS = (
     "\nColumns: probe acc. = linear probe on the frozen codes (test accuracy); probe @N = the same probe fitted on "
@@ -56,18 +70,19 @@ TERMINAL_ACROSS_SEEDS = "\n\nacross seeds (mean ± std) [{seed_noise}]:\n"
 TERMINAL_AGAINST_BASELINE = ("\n\nagainst the baseline {name} (group − baseline, accuracies in points; 95 % "
                              "interval; better / worse: it excludes 0, within noise: it contains 0):\n")
 TERMINAL_NO_OTHER_GROUP = "no other group"
+TERMINAL_FACTORS = ("\n\nfactor read-outs ({how}; higher is better, Gaussian TC lower; docs/factors.md):\n")
 
 
 def write_report(comparison: Comparison, out: Path, baseline: Group | None = None,
                  reconstructions: bool = True) -> None:
     """Write summary.csv, summary.md (and groups.csv where jobs repeat over seeds, differences.csv against a
     ``baseline`` group) and the figures into ``out``."""
-    rows, groups, budgets = comparison.rows, comparison.groups, comparison.budgets
+    rows, groups, budgets, factors = comparison.rows, comparison.groups, comparison.budgets, comparison.factors
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_csv(out / "summary.csv", [r.record() for r in rows],
-                     SUMMARY_COLUMNS + list(budgets) + INTERVAL_COLUMNS + ["error"])
+                     SUMMARY_COLUMNS + list(budgets) + list(factors) + INTERVAL_COLUMNS + ["error"])
     if comparison.several_seeds:
-        columns = [f"{k}_{s}" for k in METRICS + list(budgets) for s in ("mean", "std", "ci_low", "ci_high")]
+        columns = [f"{k}_{s}" for k in [*METRICS, *budgets, *factors] for s in ("mean", "std", "ci_low", "ci_high")]
         atomic.write_csv(out / "groups.csv", [g.record() for g in groups], GROUP_COLUMNS + columns)
     skipped = [r for r in rows if r.status == "skipped"]
     unreadable = SKIPPED.format(n=len(skipped), which="; ".join(f"{r.job}: {r.error}" for r in skipped))
@@ -82,10 +97,12 @@ def write_report(comparison: Comparison, out: Path, baseline: Group | None = Non
     if any(r.ci_method for r in rows):
         text.append(JOB_INTERVALS.format(test_noise=stats.TEST_NOISE, resamples=stats.RESAMPLES))
     text.append(best_probe_lines(comparison))
+    if factors:
+        text.append(factor_section(comparison))
     if baseline is not None:
         diffs = differences(comparison, baseline)
         atomic.write_csv(out / "differences.csv", [vars(d) for d in diffs], DIFFERENCE_COLUMNS)
-        text.append(AGAINST_BASELINE.format(name=comparison.name(baseline)))
+        text.append(AGAINST_BASELINE.format(name=comparison.name(baseline), lower=LOWER[bool(factors)]))
         text.append(difference_table(diffs) if diffs else NO_OTHER_GROUP)
     text.append(COLUMN_MEANINGS)
     drawn = figures.draw(comparison, out, reconstructions)
@@ -96,30 +113,52 @@ def write_report(comparison: Comparison, out: Path, baseline: Group | None = Non
 
 def best_probe_lines(comparison: Comparison) -> str:
     """The best linear probe (per dataset), and which others are within noise of it."""
-    found = best_probes(comparison.groups)
+    found = best_groups(comparison.groups, "probe_accuracy")
     if not found:
         return NO_BEST_PROBE if comparison.groups else ""
-    return "".join(_best_probe_line(comparison, best, several_datasets=len(found) > 1) + "\n" for best in found)
+    return best_lines(comparison, found)
 
 
-def _best_probe_line(comparison: Comparison, found: BestProbe, several_datasets: bool) -> str:
-    best = found.best
-    value = (OVER_SEEDS.format(value=mean_std(best, "probe_accuracy"), n=best.n_seeds) if comparison.several_seeds
-             else cell(best.members[0], "probe_accuracy"))
-    line = BEST_PROBE.format(where=f" on {found.dataset}" if several_datasets else "", name=comparison.name(best),
-                             model=best.model, arch=best.arch, latent=best.latent, value=value)
+def best_lines(comparison: Comparison, found: list[Best]) -> str:
+    """A line per dataset: its best group in one metric, and which others are within noise of it."""
+    return "".join(_best_line(comparison, best, several_datasets=len(found) > 1) + "\n" for best in found)
+
+
+def _best_line(comparison: Comparison, found: Best, several_datasets: bool) -> str:
+    best, key = found.best, found.metric
+    value = (OVER_SEEDS.format(value=mean_std(best, key), n=best.n_seeds) if comparison.several_seeds
+             else cell(best.members[0], key))
+    line = BEST.format(title=BEST_TITLES[key], where=f" on {found.dataset}" if several_datasets else "",
+                       name=comparison.name(best), model=best.model, arch=best.arch, latent=best.latent, value=value)
     if found.close:
-        key = "probe_accuracy"
         line += WITHIN_NOISE.format(which="; ".join(
             CLOSE.format(name=comparison.name(g), difference=fmt_bound(d.difference, key, True),
-                         low=fmt_bound(d.ci_low, key, True), high=fmt_bound(d.ci_high, key, True))  # type: ignore
+                         low=fmt_bound(d.ci_low, key, True), high=fmt_bound(d.ci_high, key, True),  # type: ignore
+                         unit=" points" if "accuracy" in key else "")
             for g, d in found.close))
     elif found.others and not found.unknown:
-        line += ALL_BELOW
+        line += ALL_BELOW.format(below="above" if key in stats.LOWER_IS_BETTER else "below")
     if found.unknown:
         names = [comparison.name(g) for g in found.unknown]
-        line += NO_ESTIMATE.format(n=len(names), which=", ".join(names[:5]) + (" …" if len(names) > 5 else ""))
+        line += NO_ESTIMATE.format(n=len(names), why=NO_ESTIMATE_WHY.get(key, NO_ESTIMATE_SEEDS),
+                                   which=", ".join(names[:5]) + (" …" if len(names) > 5 else ""))
     return line
+
+
+def factor_groups(comparison: Comparison) -> list[Group]:
+    """The groups with any of the comparison's factor read-outs."""
+    return [g for g in comparison.groups if any(g.mean(k) is not None for k in comparison.factors)]
+
+
+def factor_section(comparison: Comparison) -> str:
+    """summary.md's "Factors": every group's factor read-outs with their intervals, and the highest MIG."""
+    shown = factor_groups(comparison)
+    how = (FACTORS_OVER_SEEDS.format(seed_noise=stats.SEED_NOISE) if comparison.several_seeds
+           else FACTORS_ONE_RUN)
+    text = FACTORS.format(n=len(shown), how=how,
+                          files="groups.csv and summary.csv" if comparison.several_seeds else "summary.csv")
+    text += factor_table(shown, [comparison.name(g) for g in shown], comparison.factors)
+    return text + best_lines(comparison, best_groups(comparison.groups, "mig"))
 
 
 def format_table(comparison: Comparison, baseline: Group | None = None) -> str:
@@ -135,6 +174,12 @@ def format_table(comparison: Comparison, baseline: Group | None = None) -> str:
         gcols = ["group", "n_seeds", "probe_accuracy", *budgets, "knn_accuracy", "recon_mse", "neg_elbo"]
         cells = [[g.name, str(g.n_seeds), *(mean_std(g, c) for c in gcols[2:])] for g in comparison.groups]
         text += TERMINAL_ACROSS_SEEDS.format(seed_noise=stats.SEED_NOISE) + text_table(gcols, cells)
+    if comparison.factors:
+        shown = factor_groups(comparison)
+        how = f"mean ± std [{stats.SEED_NOISE}]" if comparison.several_seeds else "one run each"
+        fcols = ["group", "n_seeds", *(FACTOR_HEADS[k] for k in comparison.factors)]
+        cells = [[comparison.name(g), str(g.n_seeds), *(mean_std(g, k) for k in comparison.factors)] for g in shown]
+        text += TERMINAL_FACTORS.format(how=how) + text_table(fcols, cells)
     if baseline is not None:
         diffs = differences(comparison, baseline)
         text += TERMINAL_AGAINST_BASELINE.format(name=comparison.name(baseline))

@@ -27,6 +27,13 @@ log = logging.getLogger("aebench.compare")
 # A run's numbers as metrics.json gives them (seconds: its total); the label budgets' probe_accuracy@N come after.
 METRICS = ["probe_accuracy", "knn_accuracy", "pca_probe_accuracy", "pixel_probe_accuracy", "recon_mse", "neg_elbo",
            "seconds"]
+# The factor read-outs (definitions and protocols: docs/factors.md), top-level numbers of metrics.json, in the order
+# the tables show them.  Runs on data with known factors have them all; every run since they exist has gaussian_tc,
+# which needs no factors: a comparison shows them (gaussian_tc too) only where some run has FACTOR_EVIDENCE, so a
+# report on runs without factors keeps its columns.  Directions: stats.LOWER_IS_BETTER.
+FACTOR_METRICS = ("mig", "dci_disentanglement", "dci_completeness", "dci_informativeness", "sap", "factor_vae_score",
+                  "beta_vae_score", "gaussian_tc")
+FACTOR_EVIDENCE = tuple(k for k in FACTOR_METRICS if k != "gaussian_tc")
 # The accuracies a run's saved test predictions (probe.npz) give a bootstrap interval, and the array of each.
 PREDICTED = {"probe_accuracy": "test_pred", "knn_accuracy": "knn_pred"}
 
@@ -49,7 +56,7 @@ class Row:
     precision: str | None = None  # what a completed run trained in (train.precision=auto resolved)
     group_key: str | None = None  # its config without the settings seed groups ignore, precision as resolved
     series_key: str | None = None  # the same without the latent size: the runs one line of a figure joins
-    values: Mapping[str, float | None] = field(default_factory=dict)  # METRICS and probe_accuracy@N
+    values: Mapping[str, float | None] = field(default_factory=dict)  # METRICS, probe_accuracy@N, FACTOR_METRICS
     intervals: Mapping[str, stats.Interval] = field(default_factory=dict)  # over the test images, per PREDICTED key
     predictions: Mapping[str, np.ndarray] = field(default_factory=dict)  # test_y and, per PREDICTED key, correctness
     label: str = ""  # "<job number>: <the overrides that differ between the jobs compared>"
@@ -187,7 +194,7 @@ def _numbers(metrics: dict[str, Any]) -> dict[str, Any]:
     recorded = metrics.get("config")
     if isinstance(recorded, dict) and isinstance(recorded.get("dataset"), str):
         out["dataset"] = recorded["dataset"]  # folder:<name>[@<N>px]: two folders are two datasets
-    values = {key: _number(metrics.get(key), f"{where}: {key}") for key in METRICS[:-1]}
+    values = {key: _number(metrics.get(key), f"{where}: {key}") for key in (*METRICS[:-1], *FACTOR_METRICS)}
     seconds = metrics.get("seconds")
     if seconds is not None and not isinstance(seconds, dict):
         raise rundir.Unreadable(f"{where}: seconds is not an object")

@@ -1,6 +1,7 @@
 """Numbers as the report writes them, and its tables: Markdown for summary.md, plain text for the terminal.
 
-Accuracies as percentages, their spreads and differences in points; an interval in brackets after its value.
+Accuracies as percentages, their spreads and differences in points; the factor read-outs to three decimals; an
+interval in brackets after its value.
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ from typing import Any
 
 from .differences import Difference
 from .groups import Group
-from .rows import PREDICTED, Row
+from .rows import FACTOR_METRICS, PREDICTED, Row
 
 DIFFERENCE_HEAD = ["group", "metric", "group vs baseline", "difference", "95 % interval", "method", "verdict"]
+FACTOR_HEADS = {"mig": "MIG", "dci_disentanglement": "DCI disent.", "dci_completeness": "DCI compl.",
+                "dci_informativeness": "DCI inform.", "sap": "SAP", "factor_vae_score": "FactorVAE score",
+                "beta_vae_score": "BetaVAE score", "gaussian_tc": "Gaussian TC"}
 
 
 def fmt(value: Any, key: str) -> str:
@@ -22,6 +26,8 @@ def fmt(value: Any, key: str) -> str:
         return f"{100 * value:.2f}%"
     if key == "recon_mse":
         return f"{value:.5f}"
+    if key in FACTOR_METRICS:
+        return f"{value:.3f}"
     if key in ("neg_elbo", "seconds"):
         return f"{value:.1f}"
     return str(value)
@@ -33,6 +39,8 @@ def fmt_bound(value: float, key: str, sign: bool = False) -> str:
         return f"{100 * value:+.2f}" if sign else f"{100 * value:.2f}"
     if key == "recon_mse":
         return f"{value:+.5f}" if sign else f"{value:.5f}"
+    if key in FACTOR_METRICS:
+        return f"{value:+.3f}" if sign else f"{value:.3f}"
     return f"{value:+.1f}" if sign else f"{value:.1f}"
 
 
@@ -107,6 +115,13 @@ def group_table(groups: tuple[Group, ...], budgets: tuple[str, ...]) -> str:
     keys = ["probe_accuracy", *budgets, "knn_accuracy", "pca_probe_accuracy", "recon_mse", "neg_elbo", "seconds"]
     return _markdown(head, [[g.name, g.model, g.arch, str(g.latent), f"{g.n_seeds} ({g.seeds})",
                              *(mean_std(g, k) for k in keys)] for g in groups])
+
+
+def factor_table(groups: list[Group], names: list[str], factors: tuple[str, ...]) -> str:
+    """The factor read-outs ``factors`` of ``groups`` (named ``names``): mean ± std [t-interval] over the seeds."""
+    head = ["group", "seeds", *(FACTOR_HEADS[k] for k in factors)]
+    return _markdown(head, [[name, f"{g.n_seeds} ({g.seeds})", *(mean_std(g, k) for k in factors)]
+                            for g, name in zip(groups, names)])
 
 
 def difference_table(diffs: list[Difference]) -> str:
