@@ -38,6 +38,26 @@ def test_final_metrics_flatten_metrics_json_into_names_mlflow_accepts():
     }
 
 
+def test_factor_read_outs_are_logged_as_their_numbers_and_their_record_is_not():
+    """The factor read-outs' results are top-level numbers; factor_readouts records how they were made (sizes,
+    seed, classifier names, train accuracies): of it only the seconds are logged."""
+    readouts = {"mig": 0.31, "dci_disentanglement": 0.4, "dci_completeness": 0.35, "dci_informativeness": 0.9,
+                "sap": 0.05, "factor_vae_score": 0.7, "beta_vae_score": 0.8, "gaussian_tc": 2.5}
+    record = {"protocol": {"seed": 0, "pool_points": 737280, "factors": ["shape", "scale"],
+                           "mig": {"points": 10000, "bins": 20, "binning": "equal-width"},
+                           "dci": {"protocol": "fast", "train": 10000, "classifier": "sklearn ..."}},
+              "train_accuracies": {"factor_vae_train_accuracy": 0.72, "beta_vae_train_accuracy": 0.85},
+              "seconds": {"mig": 1.25, "dci": 30.5, "gaussian_tc": 0.1}}
+    metrics = {"status": "completed", "probe_accuracy": 0.93, **readouts, "factor_readouts": record}
+    assert tracking.final_metrics(metrics) == {
+        "probe_accuracy": 0.93, **readouts, "factor_readouts_seconds_mig": 1.25, "factor_readouts_seconds_dci": 30.5,
+        "factor_readouts_seconds_gaussian_tc": 0.1}
+    # data without factors: gaussian_tc alone, and a record that says why the rest are missing
+    skipped = {"gaussian_tc": 1.5, "factor_readouts": {"skipped": "mnist has no known factors of variation",
+                                                       "gaussian_tc": {"points": 10000, "of": "test codes"}}}
+    assert tracking.final_metrics(skipped) == {"gaussian_tc": 1.5}
+
+
 def test_config_params_are_the_whole_config_flat_and_as_text():
     cfg = OmegaConf.create({"train": {"lr": 2e-3, "precision": "auto"}, "arch": {"hidden": [512, 256]}, "seed": 0,
                             "logger": {"mlflow": {"enabled": False}}})

@@ -56,6 +56,10 @@ MLFLOW_HTTP_ENV = {
 MLFLOW_STATUS = {"completed": "FINISHED", "interrupted": "KILLED", "failed": "FAILED"}
 # metrics.json entries that are not results (the config is logged as params, the rest as tags).
 NOT_METRICS = {"config", "versions", "resumed_from", "data", "skipped"}
+# metrics.json entries that record how their numbers were made, not results: only the parts named here are logged
+# (factor_readouts: the seconds each read-out took; its protocol's sizes and seed, the train accuracies of its
+# classifiers and its strings are not).  Its results are top-level numbers (mig, gaussian_tc, ...).
+LOGGED_PARTS = {"factor_readouts": ("seconds",)}
 
 
 class TrackerUnavailable(ConfigError):
@@ -78,7 +82,8 @@ def final_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 
     ``label_budget_accuracy["100"]`` becomes ``probe_accuracy_at_100`` (the mean over draws) and
     ``probe_accuracy_at_100_std`` (likewise ``pca_``/``pixel_``); other nested numbers join their
-    keys with ``_`` (``seconds_total``, ``memory_peak_host_mib``).
+    keys with ``_`` (``seconds_total``, ``memory_peak_host_mib``), but of :data:`LOGGED_PARTS`' entries only
+    the parts named there (``factor_readouts_seconds_mig``).
     """
     flat: dict[str, float] = {}
     for key, value in metrics.items():
@@ -92,6 +97,8 @@ def final_metrics(metrics: dict[str, Any]) -> dict[str, float]:
                 if result.get("std") is not None:
                     flat[f"{name}_at_{n}_std"] = float(result["std"])
         elif isinstance(value, dict):
+            if key in LOGGED_PARTS:
+                value = {part: v for part, v in value.items() if part in LOGGED_PARTS[key]}
             flat.update({f"{key}_{k}": float(v) for k, v in flatten(value).items() if _is_number(v)})
         elif _is_number(value):
             flat[key] = float(value)
