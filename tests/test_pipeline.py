@@ -48,6 +48,10 @@ def test_metrics_are_in_range_and_described(ae_run):
     assert 0 < m["recon_mse"] < 0.1
     assert "neg_elbo" not in m
     assert m["dead_code_units"] == 0
+    # no known factors on MNIST: only the codes' Gaussian total correlation, and why the rest did not run
+    assert 0 <= m["gaussian_tc"] < 100 and "mig" not in m
+    assert "no known factors" in m["factor_readouts"]["skipped"]
+    assert not (run / "factors.npz").exists() and not (run / "figures" / "factors.png").exists()
     assert m["config"]["model"] == "ae" and m["config"]["latent"] == 20 and m["config"]["train_subset"] == 2000
     assert set(m["versions"]) >= {"aebench", "torch", "torchvision", "hydra", "python"}
     assert m["device"].startswith("cpu")

@@ -28,6 +28,7 @@ PREPROCESSING_SOURCES = ("folder",)  # the sources that take data.channels
 SIZED_SOURCES = ("folder", *factor_grid.GRID_SOURCES)  # the sources that take data.image_size
 HOLDOUT_SOURCES = ("folder", *factor_grid.GRID_SOURCES)  # the sources that take data.test_fraction
 SCHEDULERS = ("none", "step", "cosine")
+FACTOR_PROTOCOLS = ("default", "exact")  # aebench.factors.DCI_PROTOCOLS: how DCI's boosted trees are fitted
 PRECISIONS = ("auto", "fp32", "bf16")  # aebench.precision: auto follows the device's bf16 units
 CONV_CHANNELS = (16, 32, 64)  # arch=conv's filters (conf/arch/conv.yaml)
 
@@ -79,6 +80,9 @@ class ProbeConfig:
     label_budgets: List[int] = field(default_factory=lambda: [100, 1000, 10000])  # probes on few labels ([]: none)
     budget_draws: int = 5  # class-balanced draws per budget
     budget_penalty: float = 10.0  # budget probes: summed cross-entropy + budget_penalty/2 |W|^2
+    factors: bool = True  # the factor read-outs (MIG, DCI, SAP, FactorVAE, BetaVAE) where the data have known factors
+    factor_protocol: str = "default"  # DCI's classifier: default (quicker, agrees with exact) | exact (disentanglement_lib's)
+    factor_points: Optional[int] = None  # at most this many points for every factor metric (null: disentanglement_lib's)
 
 
 @dataclass
@@ -216,6 +220,9 @@ def validate(cfg: DictConfig | Config) -> None:
     _positive("probe.budget_draws", cfg.probe.budget_draws)
     if not (cfg.probe.budget_penalty > 0 and math.isfinite(cfg.probe.budget_penalty)):
         raise ConfigError(f"probe.budget_penalty={cfg.probe.budget_penalty!r} is not accepted; it must be a finite number > 0")
+    _one_of("probe.factor_protocol", cfg.probe.factor_protocol, FACTOR_PROTOCOLS)
+    if cfg.probe.factor_points is not None:
+        _positive("probe.factor_points", cfg.probe.factor_points, minimum=100)
     if cfg.threads is not None:
         _positive("threads", cfg.threads)
     _positive("logger.tensorboard.embedding_points", cfg.logger.tensorboard.embedding_points, minimum=0)

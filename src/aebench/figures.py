@@ -1,7 +1,8 @@
 """A run's own figures: what to show of a trained model and its data (:mod:`aebench.plots` draws them).
 
 ``figures/``: loss.png, reconstructions.png, per_digit.png (one row per class), probe_accuracy.png, traversals.png,
-latent_space.png, label_efficiency.png; for the VAE also samples.png and interpolation.png.
+latent_space.png, label_efficiency.png; for the VAE also samples.png and interpolation.png; where the data have
+known factors, factors.png.
 Which test images are shown is fixed by the run's seed.
 """
 
@@ -19,13 +20,16 @@ from . import data, probe, units
 
 
 def draw_all(cfg: DictConfig, model: torch.nn.Module, ds: data.ImageData, history: list[dict[str, Any]],
-             final: Any, refs: Any, fig_dir: Path) -> None:
+             final: Any, refs: Any, factor_report: Any, fig_dir: Path) -> None:
     """Every figure of a run into ``fig_dir``: ``final`` its :class:`~aebench.readouts.Readouts`, ``refs`` its
-    :class:`~aebench.baselines.RunBaselines`."""
+    :class:`~aebench.baselines.RunBaselines`, ``factor_report`` its :class:`~aebench.factors.FactorReport` (None
+    without factors)."""
     draw_figures(cfg, model, ds, history, final.test_codes, {"PCA probe (same size)": refs.pca_probe,
                                                              "raw-pixel probe": refs.pixel_probe}, fig_dir)
     draw_traversals(cfg, model, ds, final.train_codes if final.train_codes is not None else final.test_codes,
                     ds.train if final.train_codes is not None else ds.test, fig_dir)
+    if factor_report is not None:
+        draw_factors(cfg, ds, factor_report, fig_dir)
     if final.label_budgets:
         full = {"codes": final.probe_accuracy, "PCA (same size)": refs.pca_probe, "raw pixels": refs.pixel_probe}
         draw_label_efficiency(cfg, ds, {"codes": final.label_budgets, "PCA (same size)": refs.pca_budgets,
@@ -62,6 +66,17 @@ def draw_traversals(cfg: DictConfig, model: torch.nn.Module, ds: data.ImageData,
                      f"Traversals: one code unit varied, the others held ({figure_label(cfg, ds)}; "
                      f"units by {stats.measure}{cut})", fig_dir / "traversals.png", ink=ds.ink)
     model.train()
+
+
+def draw_factors(cfg: DictConfig, ds: data.ImageData, report: Any, fig_dir: Path) -> None:
+    """figures/factors.png: the unit x factor mutual information, each column normalised by the factor's entropy,
+    with each factor's two most informative units and the gap between them (MIG is the mean of those gaps)."""
+    from . import plots
+
+    entropy = np.where(report.entropy > 0, report.entropy, np.inf)
+    plots.factor_matrix(report.mutual_information / entropy[None, :], list(report.factor_names), report.metrics["mig"],
+                        f"What each code unit holds of each factor ({figure_label(cfg, ds)})",
+                        fig_dir / "factors.png")
 
 
 def figure_label(cfg: DictConfig, ds: data.ImageData) -> str:

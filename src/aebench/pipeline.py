@@ -119,13 +119,18 @@ def _run(cfg: DictConfig, run_dir: Path, device: torch.device, chosen: precision
     final = readouts.final(cfg, model, ds, curve, history, watch.seconds)
     if final.probe_result is not None:
         rundir.save_probe(run_dir / rundir.PROBE, final.probe_result, ds.classes, ds.test.y, final.knn_pred)
+    with watch("factors"):
+        held = readouts.factor_readouts(cfg, model, ds, final)
+    if held.report is not None:
+        r = held.report
+        rundir.save_factors(run_dir / rundir.FACTORS, r.mutual_information, r.entropy, r.factor_names, r.importance)
     tracker.log_embedding(final.test_codes, ds.test.y, ds.test, ds.classes or ("images",), cfg.seed)
     if cfg.figures:
         with watch("figures"):
-            figures.draw_all(cfg, model, ds, history, final, refs, run_dir / rundir.FIGURES)
+            figures.draw_all(cfg, model, ds, history, final, refs, held.report, run_dir / rundir.FIGURES)
         tracker.log_figures(run_dir / rundir.FIGURES)
     watch.seconds["total"] = time.perf_counter() - t_start
-    metrics = metrics_of(cfg, ds, history, final, refs, device, chosen, resumed_from, watch.seconds)
+    metrics = metrics_of(cfg, ds, history, final, held, refs, device, chosen, resumed_from, watch.seconds)
     tracker.log_final(metrics, cfg, history[-1])
     metrics["seconds"]["logging"] = round(tracker.seconds, 3)  # inside logger calls, all but the upload below
     rundir.write_metrics(run_dir, metrics)
@@ -178,7 +183,7 @@ def resume(trainer: Trainer, checkpoint: dict[str, Any] | None, ds: data.ImageDa
 
 
 def metrics_of(cfg: DictConfig, ds: data.ImageData, history: list[dict[str, Any]], final: readouts.Readouts,
-               refs: baselines.RunBaselines, device: torch.device, chosen: precision.Precision,
+               held: readouts.FactorReadouts, refs: baselines.RunBaselines, device: torch.device, chosen: precision.Precision,
                resumed_from: dict[str, int] | None, seconds: dict[str, float]) -> dict[str, Any]:
     """metrics.json: the final numbers (docs/metrics.md says what each is), then what ran, where and how long."""
     last = history[-1]
@@ -195,6 +200,8 @@ def metrics_of(cfg: DictConfig, ds: data.ImageData, history: list[dict[str, Any]
         "pixel_label_budget_accuracy": refs.pixel_budgets,
         "test_loss": last["test_loss"],
         "dead_code_units": probe.dead_units(final.test_codes),
+        **held.numbers,
+        "factor_readouts": held.record,
         "epochs_trained": last["epoch"],
         "skipped": None if ds.labelled else unlabelled_note(ds),
         "data": {**ds.describe(), "baselines": baselines.describe(ds, cfg.latent) if ds.labelled else None},

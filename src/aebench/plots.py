@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.patches  # noqa: E402
 import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -234,6 +235,32 @@ def traversals(panels: np.ndarray, row_labels: Sequence[str], active: Sequence[b
             tick.set_color("0.55")
     left.tick_params(left=False)
     fig.suptitle(title)
+    _save(fig, path)
+
+
+def factor_matrix(normalised: np.ndarray, factor_names: Sequence[str], mig: float, title: str, path: Path) -> None:
+    """The (units, factors) mutual information over each factor's entropy as a heat map, a column per factor; in
+    each column the most informative unit is outlined, the second dashed, and the gap between them written below."""
+    units, k = normalised.shape
+    fig, ax = plt.subplots(figsize=(max(4.8, 1.1 * k + 2.6), max(3.2, 0.3 * units + 1.9)))
+    image = ax.imshow(normalised, cmap="viridis", vmin=0, vmax=max(1e-9, float(normalised.max())), aspect="auto")
+    fig.colorbar(image, ax=ax, label="I(unit; factor) / H(factor)")
+    gaps = []
+    for j in range(k):
+        ranked = np.argsort(-normalised[:, j], kind="stable")
+        first, second = ranked[0], ranked[1] if units > 1 else ranked[0]
+        gap = float(normalised[first, j] - (normalised[second, j] if units > 1 else 0.0))
+        gaps.append(gap)
+        ax.add_patch(matplotlib.patches.Rectangle((j - 0.5, first - 0.5), 1, 1, fill=False, edgecolor="red", lw=2))
+        if units > 1:
+            ax.add_patch(matplotlib.patches.Rectangle((j - 0.5, second - 0.5), 1, 1, fill=False, edgecolor="orange",
+                                                      lw=1.5, ls="--"))
+    ax.set_xticks(range(k))
+    ax.set_xticklabels([f"{name}\ngap {g:.2f}" for name, g in zip(factor_names, gaps)], fontsize=8)
+    ax.set_yticks(range(units))
+    ax.set_yticklabels([f"unit {u}" for u in range(units)], fontsize=7)
+    ax.set_xlabel(f"factor; gap = top unit (red) - second (orange dashed); MIG = mean gap = {mig:.3f}")
+    ax.set_title(title)
     _save(fig, path)
 
 

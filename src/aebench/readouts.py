@@ -1,18 +1,20 @@
 """What a run reads from its frozen codes: the accuracy curve during training, then the final probe,
-k-NN and the label budgets (the numbers themselves are :mod:`aebench.probe`'s; the baselines on pixels,
-which need no model, are :mod:`aebench.baselines`')."""
+k-NN, the label budgets and the factor read-outs (the numbers themselves are :mod:`aebench.probe`'s and
+:mod:`aebench.factors`'; the baselines on pixels, which need no model, are :mod:`aebench.baselines`')."""
 
 from __future__ import annotations
 
 import logging
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from . import data, probe
+from . import data, probe, rundir
 from .train import Callback, Trainer, encode_all
 
 log = logging.getLogger(__name__)
@@ -102,3 +104,61 @@ def final(cfg: DictConfig, model: torch.nn.Module, ds: data.ImageData, curve: Ep
             if "skipped" in result:
                 log.info("label budget skipped: %s", result["skipped"])
     return out
+
+
+@dataclass
+class FactorReadouts:
+    """What the codes hold of the data's known factors (:mod:`aebench.factors`): the numbers metrics.json gives at
+    its top level, the record of how they were computed (or why not), and the full report where the data have
+    factors (its unit x factor arrays go to ``factors.npz`` and ``figures/factors.png``)."""
+
+    numbers: dict[str, float]
+    record: dict[str, Any]
+    report: Any = None  # factors.FactorReport, or None
+
+
+def finite_or_none(value: float) -> float | None:
+    """A number for metrics.json, or None (JSON's null) where it is infinite or NaN: the Gaussian TC of codes with a
+    unit that is an exact linear copy of others is infinite, and strict JSON readers refuse ``Infinity``."""
+    return float(value) if math.isfinite(value) else None
+
+
+def factor_sizes(cap: int | None) -> Any:
+    """disentanglement_lib's point counts, or all of them scaled down so that none exceeds ``cap``."""
+    from . import factors
+
+    full = factors.Sizes()
+    if cap is None:
+        return full
+    counts = {k: v for k, v in asdict(full).items() if k != "batch"}
+    scale = min(1.0, cap / max(counts.values()))
+    return factors.Sizes(**{k: max(2, int(round(v * scale))) for k, v in counts.items()}, batch=full.batch)
+
+
+def factor_readouts(cfg: DictConfig, model: torch.nn.Module, ds: data.ImageData, final: Readouts) -> FactorReadouts:
+    """The factor read-outs on the pool of every train and test image (the whole grid, for generated factors),
+    encoded as the probe reads them; on data without factors, only the codes' Gaussian total correlation."""
+    from . import factors  # scikit-learn's classifiers: imported by runs that use them
+
+    p = cfg.probe
+    sizes = factor_sizes(p.factor_points)
+    if ds.factors is None or not p.factors:
+        why = (f"{ds.title} has no known factors of variation (data=sprites, data=dsprites or a folder with "
+               "factors.csv have them)" if ds.factors is None else "probe.factors=false")
+        tc = factors.gaussian_total_correlation(final.test_codes.double().cpu().numpy(),
+                                                rng=factors.metric_rng(cfg.seed, "gaussian_tc"), points=sizes.tc_points)
+        return FactorReadouts({"gaussian_tc": finite_or_none(tc.value)},
+                              {"skipped": why, "gaussian_tc": {"points": tc.points, "of": "test codes"}})
+    train_codes = final.train_codes if final.train_codes is not None else encode_all(model, ds.train)
+    codes = torch.cat([train_codes, final.test_codes]).double().cpu().numpy()
+    classes = np.concatenate([ds.train.factors, ds.test.factors])
+    report = factors.factor_metrics(codes, classes, ds.factor_names, seed=cfg.seed, protocol=p.factor_protocol,
+                                    sizes=sizes)
+    numbers = {k: finite_or_none(report.metrics[k]) for k in rundir.FACTOR_METRICS}
+    record = {
+        "protocol": report.protocol,
+        "train_accuracies": {k: report.metrics[k] for k in ("factor_vae_train_accuracy", "beta_vae_train_accuracy",
+                                                            "dci_informativeness_train")},
+        "seconds": {k: round(v, 3) for k, v in report.seconds.items()},
+    }
+    return FactorReadouts(numbers, record, report)

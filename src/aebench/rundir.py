@@ -11,6 +11,7 @@ checks and its "unreadable" error are written once.
     history.csv                           one row per epoch
     checkpoints/last.pt                   enough to resume (see :func:`read_checkpoint`)
     probe.npz                             the final probe and its predictions (see :func:`save_probe`)
+    factors.npz                           what each code unit holds of each known factor (see :func:`save_factors`)
     figures/                              the run's figures
 
 It imports neither the pipeline nor torch at import time, so the comparison and the API stay light.
@@ -40,6 +41,11 @@ CHECKPOINT = Path("checkpoints") / "last.pt"
 FIGURES = "figures"
 PROBE = "probe.npz"  # the final probe and its predictions
 PROBE_FORMAT = 1
+FACTORS = "factors.npz"  # the unit x factor mutual information behind MIG (data with known factors only)
+# The factor read-outs metrics.json gives at its top level (docs/factors.md): all of them on data with known factors,
+# gaussian_tc (which needs no factors) on every run.
+FACTOR_METRICS = ("mig", "dci_disentanglement", "dci_completeness", "dci_informativeness", "sap", "factor_vae_score",
+                  "beta_vae_score", "gaussian_tc")
 HYDRA = ".hydra"
 CONFIG = Path(HYDRA) / "config.yaml"
 OVERRIDES = Path(HYDRA) / "overrides.yaml"
@@ -347,3 +353,29 @@ def save_probe(path: Path, result: Any, classes: tuple[str, ...], test_y: "torch
     }
     with atomic.atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a name
         np.savez(f, **arrays)
+
+
+def save_factors(path: Path, mutual_information: np.ndarray, entropy: np.ndarray, factor_names: list[str],
+                 importance: np.ndarray | None) -> None:
+    """Write what the factor read-outs measured per unit and factor, atomically: ``mutual_information`` (units,
+    factors) in nats over MIG's points, each factor's ``entropy`` (nats), ``factor_names``, and DCI's
+    ``importance`` (units, factors) where it ran."""
+    arrays = {"mutual_information": np.asarray(mutual_information, dtype=np.float64),
+              "entropy": np.asarray(entropy, dtype=np.float64),
+              "factor_names": np.array([str(n) for n in factor_names], dtype=np.str_)}
+    if importance is not None:
+        arrays["importance"] = np.asarray(importance, dtype=np.float64)
+    with atomic.atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def read_factors(run: Path) -> dict[str, np.ndarray] | None:
+    """``factors.npz``'s arrays (see :func:`save_factors`); None where the run has none."""
+    path = Path(run) / FACTORS
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {k: np.array(f[k]) for k in f.files}
+    except Exception as e:  # noqa: BLE001
+        raise Unreadable(f"{path} cannot be read ({first_line(e)}); it is damaged") from None

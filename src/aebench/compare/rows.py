@@ -27,12 +27,10 @@ log = logging.getLogger("aebench.compare")
 # A run's numbers as metrics.json gives them (seconds: its total); the label budgets' probe_accuracy@N come after.
 METRICS = ["probe_accuracy", "knn_accuracy", "pca_probe_accuracy", "pixel_probe_accuracy", "recon_mse", "neg_elbo",
            "seconds"]
-# The factor read-outs (definitions and protocols: docs/factors.md), top-level numbers of metrics.json, in the order
-# the tables show them.  Runs on data with known factors have them all; every run since they exist has gaussian_tc,
-# which needs no factors: a comparison shows them (gaussian_tc too) only where some run has FACTOR_EVIDENCE, so a
-# report on runs without factors keeps its columns.  Directions: stats.LOWER_IS_BETTER.
-FACTOR_METRICS = ("mig", "dci_disentanglement", "dci_completeness", "dci_informativeness", "sap", "factor_vae_score",
-                  "beta_vae_score", "gaussian_tc")
+# The factor read-outs (rundir.FACTOR_METRICS, in the order the tables show them): every run since they exist has
+# gaussian_tc, which needs no factors, so a comparison shows them (gaussian_tc too) only where some run has
+# FACTOR_EVIDENCE, and a report on runs without factors keeps its columns.  Directions: stats.LOWER_IS_BETTER.
+FACTOR_METRICS = rundir.FACTOR_METRICS
 FACTOR_EVIDENCE = tuple(k for k in FACTOR_METRICS if k != "gaussian_tc")
 # The accuracies a run's saved test predictions (probe.npz) give a bootstrap interval, and the array of each.
 PREDICTED = {"probe_accuracy": "test_pred", "knn_accuracy": "knn_pred"}
