@@ -207,12 +207,16 @@ def read_predictions(run: Path) -> dict[str, np.ndarray] | None:
 
 def read_probe(run: Path) -> dict[str, np.ndarray] | None:
     """``probe.npz``'s classifier: ``weight``, ``bias``, ``mean``, ``scale``; None where there is no file."""
-    path = Path(run) / PROBE
+    return _read_npz(Path(run) / PROBE, ("weight", "bias", "mean", "scale"))
+
+
+def _read_npz(path: Path, keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray] | None:
+    """The arrays ``keys`` (None: all) of an .npz written here, None where there is no file; damage: :class:`Unreadable`."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as f:
-            return {k: np.array(f[k]) for k in ("weight", "bias", "mean", "scale")}
+            return {k: np.array(f[k]) for k in (keys or f.files)}
     except Exception as e:  # noqa: BLE001
         raise Unreadable(f"{path} cannot be read ({first_line(e)}); it is damaged") from None
 
@@ -371,11 +375,4 @@ def save_factors(path: Path, mutual_information: np.ndarray, entropy: np.ndarray
 
 def read_factors(run: Path) -> dict[str, np.ndarray] | None:
     """``factors.npz``'s arrays (see :func:`save_factors`); None where the run has none."""
-    path = Path(run) / FACTORS
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            return {k: np.array(f[k]) for k in f.files}
-    except Exception as e:  # noqa: BLE001
-        raise Unreadable(f"{path} cannot be read ({first_line(e)}); it is damaged") from None
+    return _read_npz(Path(run) / FACTORS)
