@@ -1,7 +1,8 @@
 """What each code unit carries, and the range a traversal moves it over (figures/traversals.png).
 
 - The VAE family (any model with a ``posterior``): a unit carries its KL to the prior, averaged over the
-  test images, in nats; it is *active* where its mean (mu) varies over the data by more than 0.01 in variance
+  images given (a run's train images, whose codes the probe already holds; the test images where the data have
+  no labels), in nats; it is *active* where its mean (mu) varies over the data by more than 0.01 in variance
   (Burda et al. 2016's activity); it is traversed over the prior's ±2σ, i.e. from -2 to 2.
 - Every other objective: a unit carries its variance over the codes; it is inactive where it is constant
   (the criterion of ``dead_code_units``); it is traversed over its own spread, mean ± 2 standard deviations.
