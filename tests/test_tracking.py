@@ -196,9 +196,11 @@ def test_a_run_is_one_mlflow_run_with_config_epochs_results_and_files(server, ma
     metrics = read_metrics(run_dir)
     assert run.info.status == "FINISHED"
 
-    # the whole config as flat params
+    # the whole config as flat params, train.precision as the run trained (auto resolved, as in its checkpoint)
     config = config_as_params(run_dir / ".hydra" / "config.yaml")
-    assert run.data.params == config
+    assert config["train.precision"] == "auto"
+    assert run.data.params == {**config, "train.precision": metrics["precision"]["used"]}
+    assert run.data.params["train.precision"] in ("fp32", "bf16")
     assert run.data.params["latent"] == "20" and run.data.params["train.lr"] == "0.002"
 
     # per-epoch metrics, step = epoch, exactly history.csv; final metrics exactly metrics.json
