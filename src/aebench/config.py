@@ -21,7 +21,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from .data import SOURCES, DataConfig, label_of
 from .data import grid as factor_grid
 from .errors import ConfigError
-from .models import ACTIVATIONS, ARCHS, NOISES, OBJECTIVES
+from .models import ACTIVATIONS, ARCHS, DIP_TYPES, NOISES, OBJECTIVES, SETTINGS
 
 DATASETS = tuple(SOURCES)
 PREPROCESSING_SOURCES = ("folder",)  # the sources that take data.channels
@@ -48,13 +48,24 @@ class ArchConfig:
 class ModelConfig:
     """The objective: what the code is and what is optimised."""
 
-    name: str = MISSING  # ae | vae | dae | sae
+    name: str = MISSING  # ae | vae | dae | sae | beta_tcvae | factor_vae | dip_vae | annealed_vae
     code_activation: str = "none"  # ae, dae, sae: none | relu (the reference's ReLU on the code)
     recon_loss: str = "bce"  # ae, dae, sae: bce (summed over pixels) | mse (mean per pixel)
-    beta: float = 1.0  # vae: weight of the KL term
+    beta: float = 1.0  # vae, factor_vae, dip_vae: weight of the KL term; beta_tcvae: of the total correlation
     noise: str = "mask"  # dae: mask (drop pixels) | gaussian (add noise)
     noise_level: float = 0.5  # dae: fraction of pixels dropped, or the noise's sigma
     sparsity: float = 1e-3  # sae: weight of the L1 penalty on the code
+    alpha: float = 1.0  # beta_tcvae: weight of the index-code mutual information
+    # beta_tcvae: weight of the dimension-wise KL; factor_vae: of the total correlation; annealed_vae: of |KL - C|
+    gamma: float = 1.0
+    discriminator_hidden: int = 1000  # factor_vae: units per hidden layer of the discriminator
+    discriminator_layers: int = 6  # factor_vae: hidden layers of the discriminator
+    discriminator_lr: float = 1e-4  # factor_vae: the discriminator's Adam learning rate (betas 0.5, 0.9)
+    dip_type: str = "i"  # dip_vae: i (the covariance of mu) | ii (of z under q)
+    lambda_od: float = 10.0  # dip_vae: weight of the covariance's off-diagonal entries
+    lambda_d: float = 100.0  # dip_vae: weight of the diagonal's distance from 1
+    capacity_max: float = 25.0  # annealed_vae: the capacity C reached, in nats
+    capacity_ramp: float = 0.33  # annealed_vae: the share of the run's steps over which C grows from 0
 
 
 @dataclass
@@ -188,8 +199,23 @@ def validate(cfg: DictConfig | Config) -> None:
     _one_of("arch.activation", cfg.arch.activation, tuple(ACTIVATIONS))
     _one_of("model.code_activation", cfg.model.code_activation, ("none", "relu"))
     _one_of("model.recon_loss", cfg.model.recon_loss, ("bce", "mse"))
-    if not cfg.model.beta >= 0:
-        raise ConfigError(f"model.beta={cfg.model.beta!r} is not accepted; it must be a number >= 0")
+    for key in ("beta", "alpha", "gamma", "lambda_od", "lambda_d", "capacity_max"):
+        value = cfg.model[key]
+        if not (value >= 0 and math.isfinite(value)):
+            raise ConfigError(f"model.{key}={value!r} is not accepted; it must be a finite number >= 0")
+    if not 0 <= cfg.model.capacity_ramp <= 1:
+        raise ConfigError(f"model.capacity_ramp={cfg.model.capacity_ramp!r} is not accepted; it is the share of the "
+                          "run's steps over which the capacity grows, in [0, 1]")
+    _one_of("model.dip_type", cfg.model.dip_type, DIP_TYPES)
+    if cfg.model.name == "factor_vae":
+        _positive("model.discriminator_hidden", cfg.model.discriminator_hidden)
+        _positive("model.discriminator_layers", cfg.model.discriminator_layers, minimum=0)
+        if not (cfg.model.discriminator_lr > 0 and math.isfinite(cfg.model.discriminator_lr)):
+            raise ConfigError(f"model.discriminator_lr={cfg.model.discriminator_lr!r} is not accepted; "
+                              "it must be a finite number > 0")
+        if cfg.train.batch_size < 2:
+            raise ConfigError(f"model=factor_vae needs train.batch_size >= 2 (got {cfg.train.batch_size}): its "
+                              "discriminator tells codes from codes permuted across the batch")
     _one_of("model.noise", cfg.model.noise, NOISES)
     if cfg.model.noise == "mask" and not 0 <= cfg.model.noise_level < 1:
         raise ConfigError(f"model.noise_level={cfg.model.noise_level!r} is not accepted for model.noise=mask; "
@@ -314,9 +340,10 @@ def summary(cfg: DictConfig) -> dict[str, Any]:
         "epochs": cfg.epochs,
         "batch_size": cfg.train.batch_size,
         "lr": cfg.train.lr,
-        "beta": cfg.model.beta if model == "vae" else None,
+        "beta": cfg.model.beta if model in ("vae", "beta_tcvae", "factor_vae", "dip_vae") else None,
         "noise": f"{cfg.model.noise} {cfg.model.noise_level:g}" if model == "dae" else None,
         "sparsity": cfg.model.sparsity if model == "sae" else None,
+        "objective": {k: cfg.model[k] for k in SETTINGS.get(model, ())},
         "seed": cfg.seed,
         "train_subset": cfg.data.train_subset,
         "test_subset": cfg.data.test_subset,

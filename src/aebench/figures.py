@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from . import data, probe, units
+from . import data, models, probe, units
 
 
 def draw_all(cfg: DictConfig, model: torch.nn.Module, ds: data.ImageData, history: list[dict[str, Any]],
@@ -92,6 +92,10 @@ def loss_label(cfg: DictConfig) -> str:
         "ae": recon,
         "dae": f"{recon} of the clean image from a corrupted one",
         "sae": f"{recon} + {m.sparsity:g}·|code|₁",
+        "beta_tcvae": f"BCE + {m.alpha:g}·MI + {m.beta:g}·TC + {m.gamma:g}·dim-wise KL (nats per image)",
+        "factor_vae": f"BCE + {m.beta:g}·KL + {m.gamma:g}·TC (discriminator) (nats per image)",
+        "dip_vae": f"BCE + {m.beta:g}·KL + DIP-VAE-{m.dip_type.upper()} penalty (per image)",
+        "annealed_vae": f"BCE + {m.gamma:g}·|KL − C|, C → {m.capacity_max:g} nats (per image)",
     }[m.name]
 
 
@@ -163,7 +167,7 @@ def draw_figures(cfg: DictConfig, model: torch.nn.Module, ds: data.ImageData, hi
                          ds.classes or ("test images (no labels)",), f"Codes of test images ({label})", axis,
                          fig_dir / "latent_space.png")
 
-    if cfg.model.name == "vae":
+    if cfg.model.name in models.VARIATIONAL:
         gen = torch.Generator(device=ds.device).manual_seed(cfg.seed)
         plots.image_sheet(show(model.sample(64, generator=gen)), 8, f"Decoded draws from the prior N(0, I) ({label})",
                           fig_dir / "samples.png", ink=ink)

@@ -108,7 +108,7 @@ def _run(cfg: DictConfig, run_dir: Path, device: torch.device, chosen: precision
         ds = load_data(cfg, root, device)
     with watch("baselines"):
         refs = baselines.for_run(cfg, ds, root)
-    model = models.from_config(cfg, ds.image_shape).to(device)
+    model = models.from_config(cfg, ds.image_shape, dataset_size=len(ds.pretrain)).to(device)
     curve = readouts.EpochProbe(cfg, ds, active=cfg.probe.every_epoch and ds.labelled)
     log.info("training in %s (%s)", chosen.used, chosen.reason)
     trainer = make_trainer(cfg, model, ds, run_dir, tracker, curve, chosen)
@@ -213,6 +213,6 @@ def metrics_of(cfg: DictConfig, ds: data.ImageData, history: list[dict[str, Any]
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "memory": peak_memory(device),
     }
-    if cfg.model.name != "vae":
+    if cfg.model.name not in models.VARIATIONAL:
         del metrics["neg_elbo"]
     return metrics

@@ -72,15 +72,22 @@ class Callback:
     """What happens around the loop: every method is optional, and they are called in the order the
     callbacks were given.
 
+    - ``on_step_start(trainer)``: before every step's loss (``trainer.global_step`` steps are done);
     - ``on_step_end(trainer, x, parts)``: after every optimiser step, with the batch and its loss parts;
     - ``on_epoch_end(trainer, row)``: after the epoch's test evaluation; may add numbers to ``row`` (the
       epoch's line of the history), which then goes into the checkpoint;
     - ``on_epoch_saved(trainer, history)``: once the row is in the history and the checkpoint is written;
     - ``state_dict()`` / ``load_state_dict(state)``: a callback whose ``name`` is set keeps its state in
       the checkpoint under that name, so a resumed run goes on exactly as it would have.
+
+    An objective that needs more than its loss's gradient step (a discriminator's own step, a schedule over
+    training) owns a callback for it: the Trainer runs the ones its model's ``training_callbacks()`` gives first.
     """
 
     name: str | None = None
+
+    def on_step_start(self, trainer: "Trainer") -> None:
+        pass
 
     def on_step_end(self, trainer: "Trainer", x: torch.Tensor, parts: dict[str, torch.Tensor]) -> None:
         pass
@@ -203,8 +210,11 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 def make_optimizer(model: nn.Module, s: Any) -> torch.optim.Optimizer:
+    """Adam over the parameters the loss's gradient step trains (an objective's own networks, a FactorVAE's
+    discriminator say, have their own optimiser in the objective's callback)."""
+    params = model.optimised_parameters() if hasattr(model, "optimised_parameters") else model.parameters()
     # The fused Adam kernel is the quicker step on the CPU and on CUDA (docs/speed.md, "Training step").
-    return torch.optim.Adam(model.parameters(), lr=s.lr, weight_decay=s.weight_decay, fused=True)
+    return torch.optim.Adam(params, lr=s.lr, weight_decay=s.weight_decay, fused=True)
 
 
 def make_scheduler(opt: torch.optim.Optimizer, s: Any, epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
@@ -267,13 +277,15 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.checkpoint_path = self.run_dir / rundir.CHECKPOINT
         self.meta = meta
-        self.callbacks = list(callbacks)
+        own = model.training_callbacks() if hasattr(model, "training_callbacks") else []
+        self.callbacks = [*own, *callbacks]
         self.progress = progress
         self.optimizer = make_optimizer(model, train)
         self.scheduler = make_scheduler(self.optimizer, train, epochs)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.state = TrainState()
         self.steps_per_epoch = math.ceil(len(data.pretrain) / train.batch_size)
+        self.total_steps = epochs * self.steps_per_epoch
         self.loss_fn = model.loss
         if train.compile:
             mode = "reduce-overhead" if self.device.type == "cuda" else None
@@ -391,6 +403,8 @@ class Trainer:
                     for step in range(st.step, steps_per_epoch):
                         idx = st.perm[step * batch : (step + 1) * batch]
                         x = images.take(idx)
+                        for c in self.callbacks:
+                            c.on_step_start(self)
                         with _autocast(self.device, self.s.precision):
                             parts = self._loss(x)
                         self.optimizer.zero_grad(set_to_none=True)

@@ -13,15 +13,19 @@ from typing import Any, Sequence
 import torch
 
 from .nets import ACTIVATIONS, ARCHS, ConvNet, MLPNet, mlp, network
-from .objectives import NOISES, OBJECTIVES, VAE, AutoEncoder, DenoisingAE, SparseAE, objective
+from .base import CodeModel
+from .objectives import NOISES, OBJECTIVES, SETTINGS, VARIATIONAL, AutoEncoder, DenoisingAE, SparseAE, objective
+from .variational import DIP_TYPES, VAE, AnnealedVAE, BetaTCVAE, DIPVAE, FactorVAE
 
-__all__ = ["ACTIVATIONS", "ARCHS", "NOISES", "OBJECTIVES", "AutoEncoder", "ConvNet", "DenoisingAE", "MLPNet",
+__all__ = ["ACTIVATIONS", "ARCHS", "DIP_TYPES", "NOISES", "OBJECTIVES", "SETTINGS", "VARIATIONAL", "AnnealedVAE",
+           "AutoEncoder", "BetaTCVAE", "CodeModel", "ConvNet", "DIPVAE", "DenoisingAE", "FactorVAE", "MLPNet",
            "SparseAE", "VAE", "from_config", "mlp", "network", "objective"]
 
 
-def from_config(cfg: Any, image_shape: Sequence[int] | int) -> AutoEncoder | VAE:
+def from_config(cfg: Any, image_shape: Sequence[int] | int, dataset_size: int | None = None) -> CodeModel:
     """The objective ``cfg.model`` on the network ``cfg.arch`` with a code of ``cfg.latent`` units, for images of
     ``image_shape`` (C, H, W; an int: flat pixels, MLP only).  ``cfg``: a run's config (:func:`aebench.config.compose`).
+    ``dataset_size``: the number of training images, which beta_tcvae's loss needs (not its codes).
 
     A network that cannot be built for these images (too many convolutions for their size, say) is a
     :class:`~aebench.errors.ConfigError` that says what to change.
@@ -29,7 +33,7 @@ def from_config(cfg: Any, image_shape: Sequence[int] | int) -> AutoEncoder | VAE
     from ..errors import ConfigError
 
     try:
-        model = objective(cfg.model.name, network(cfg.arch, image_shape), cfg.latent, cfg.model)
+        model = objective(cfg.model.name, network(cfg.arch, image_shape), cfg.latent, cfg.model, dataset_size)
     except ValueError as e:
         shape = "x".join(map(str, image_shape)) if not isinstance(image_shape, int) else f"{image_shape}-pixel"
         fix = ""

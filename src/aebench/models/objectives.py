@@ -15,9 +15,11 @@ Losses, per image (BCE summed over pixels, in nats; MSE a mean per pixel):
 - ``dae``: recon(x, decode(encode(corrupt(x))))  -- the clean image is the target;
   ``gaussian``: x + sigma * eps;  ``mask``: each pixel set to 0 with probability ``noise_level``
 - ``sae``: recon(x, decode(z)) + sparsity * sum_j |z_j|,  z = encode(x)
-- ``vae``: BCE(x, decode(z)) + beta * KL(q(z|x) || N(0, I)),  z ~ q(z|x) (one sample)
+- ``vae`` and the rest of the VAE family (``beta_tcvae``, ``factor_vae``, ``dip_vae``, ``annealed_vae``):
+  BCE(x, decode(z)) + a regulariser of the posterior, z ~ q(z|x) (one sample): :mod:`.variational`
 
-Models know nothing of files, devices or training.
+Models know nothing of files or devices; an objective that needs more than its gradient step owns a training
+callback for it (:mod:`.base`).
 """
 
 from __future__ import annotations
@@ -28,36 +30,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .base import CodeModel
 from .nets import ConvNet, MLPNet
+from .variational import DIP_TYPES, VAE, AnnealedVAE, BetaTCVAE, DIPVAE, FactorVAE
 
-OBJECTIVES = ("ae", "vae", "dae", "sae")
 NOISES = ("mask", "gaussian")
 
-
-class _Autoencoder(nn.Module):
-    """What every model shares: a decoder from codes to pixel logits, and ``reconstruct``."""
-
-    decoder: nn.Module
-    kind: str
-
-    def __init__(self, latent: int):
-        super().__init__()
-        self.latent = latent
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decoder(z))
-
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
+# Each objective and the ``model.*`` settings it reads (the rest are ignored): the one list of both.
+SETTINGS: dict[str, tuple[str, ...]] = {
+    "ae": ("code_activation", "recon_loss"),
+    "vae": ("beta",),
+    "dae": ("noise", "noise_level", "code_activation", "recon_loss"),
+    "sae": ("sparsity", "code_activation", "recon_loss"),
+    "beta_tcvae": ("alpha", "beta", "gamma"),
+    "factor_vae": ("beta", "gamma", "discriminator_hidden", "discriminator_layers", "discriminator_lr"),
+    "dip_vae": ("beta", "dip_type", "lambda_od", "lambda_d"),
+    "annealed_vae": ("gamma", "capacity_max", "capacity_ramp"),
+}
+OBJECTIVES = tuple(SETTINGS)
+VARIATIONAL = ("vae", "beta_tcvae", "factor_vae", "dip_vae", "annealed_vae")
 
 
-class AutoEncoder(_Autoencoder):
+class AutoEncoder(CodeModel):
     """Deterministic autoencoder: the network's features, then a linear code of size ``latent``.
 
     ``code_activation="relu"`` reproduces the reference report's ReLU on the code,
@@ -136,54 +130,10 @@ class SparseAE(AutoEncoder):
         return {"loss": recon + self.sparsity * l1, "recon": recon.detach(), "code_l1": l1.detach(), "recon_mse": mse}
 
 
-class VAE(_Autoencoder):
-    """Gaussian-latent variational autoencoder with a Bernoulli decoder.
-
-    Loss per image: BCE summed over pixels + beta * KL(q(z|x) || N(0, I)).  With
-    beta = 1 that is the negative ELBO in nats.  The probe reads mu.
-    """
-
-    kind = "vae"
-
-    def __init__(self, net: MLPNet | ConvNet, latent: int, *, beta: float):
-        super().__init__(latent)
-        self.beta = beta
-        self.body, features = net.encoder()
-        self.fc_mu = nn.Linear(features, latent)
-        self.fc_logvar = nn.Linear(features, latent)
-        self.decoder = net.decoder(latent)
-
-    def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.body(x)
-        return self.fc_mu(h), self.fc_logvar(h)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.posterior(x)[0]
-
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        device = self.fc_mu.weight.device
-        z = torch.randn(n, self.latent, device=device, generator=generator)
-        return self.decode(z)
-
-    @staticmethod
-    def draw(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """A code drawn from the posterior: z = mu + sigma * eps (the reparameterisation)."""
-        eps = torch.randn(mu.shape, device=mu.device, dtype=mu.dtype, generator=generator)
-        return mu + eps * torch.exp(0.5 * logvar)
-
-    def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        mu, logvar = self.posterior(x)
-        z = self.draw(mu, logvar, generator)
-        logits = self.decode_logits(z)
-        n = x.shape[0]
-        bce = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / n
-        kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / n
-        return {"loss": bce + self.beta * kl, "neg_elbo": (bce + kl).detach(), "bce": bce.detach(), "kl": kl.detach()}
-
-
-def objective(name: str, net: MLPNet | ConvNet, latent: int, settings: Any) -> _Autoencoder:
+def objective(name: str, net: MLPNet | ConvNet, latent: int, settings: Any, dataset_size: int | None = None) -> CodeModel:
     """The model of objective ``name`` on ``net``, with the settings of ``settings`` (a ``model`` config:
-    :class:`aebench.config.ModelConfig`, whose defaults are the only ones); settings it does not use are ignored."""
+    :class:`aebench.config.ModelConfig`, whose defaults are the only ones); settings it does not use are ignored.
+    ``dataset_size``: the number of training images (beta_tcvae's estimator needs it to train)."""
     s = settings
     if name == "ae":
         return AutoEncoder(net, latent, code_activation=s.code_activation, recon_loss=s.recon_loss)
@@ -194,4 +144,13 @@ def objective(name: str, net: MLPNet | ConvNet, latent: int, settings: Any) -> _
         return SparseAE(net, latent, sparsity=s.sparsity, code_activation=s.code_activation, recon_loss=s.recon_loss)
     if name == "vae":
         return VAE(net, latent, beta=s.beta)
+    if name == "beta_tcvae":
+        return BetaTCVAE(net, latent, alpha=s.alpha, beta=s.beta, gamma=s.gamma, dataset_size=dataset_size)
+    if name == "factor_vae":
+        return FactorVAE(net, latent, beta=s.beta, gamma=s.gamma, hidden=s.discriminator_hidden,
+                         layers=s.discriminator_layers, lr=s.discriminator_lr)
+    if name == "dip_vae":
+        return DIPVAE(net, latent, beta=s.beta, dip_type=s.dip_type, lambda_od=s.lambda_od, lambda_d=s.lambda_d)
+    if name == "annealed_vae":
+        return AnnealedVAE(net, latent, gamma=s.gamma, capacity_max=s.capacity_max, capacity_ramp=s.capacity_ramp)
     raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(OBJECTIVES)}")
