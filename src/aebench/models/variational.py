@@ -121,7 +121,9 @@ class VAE(CodeModel):
         logits = self.decode_logits(z)
         n = x.shape[0]
         bce = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / n
-        kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()) / n
+        # in float32 also under bf16 autocast (a no-op in fp32): a bf16 sum would round the KL to 1/64 nat
+        mu32, logvar32 = mu.float(), logvar.float()
+        kl = -0.5 * torch.sum(1 + logvar32 - mu32.pow(2) - logvar32.exp()) / n
         penalty, parts = self.regulariser(mu, logvar, z, kl)
         return {"loss": bce + penalty, "neg_elbo": (bce + kl).detach(), "bce": bce.detach(), "kl": kl.detach(),
                 **{k: v.detach() for k, v in parts.items()}}
@@ -238,7 +240,9 @@ class DiscriminatorStep(Callback):
         z = z.float()
         both = torch.cat([z, permute_units(z, trainer.generator)])
         target = torch.cat([torch.zeros(len(z), dtype=torch.long), torch.ones(len(z), dtype=torch.long)]).to(z.device)
-        loss = F.cross_entropy(self.model.discriminator(both).float(), target)
+        with trainer.autocast():  # the run's precision, as the VAE step's
+            logits = self.model.discriminator(both)
+        loss = F.cross_entropy(logits.float(), target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         average_across_ranks(self.model.discriminator.parameters())
