@@ -96,3 +96,32 @@ def test_bootstrap_is_seeded_and_cheap_for_10000_images():
 def test_stats_imports_neither_torch_nor_scipy():
     code = "import sys, aebench.stats; sys.exit(bool({'torch', 'scipy'} & set(sys.modules)))"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_variance_shares_split_the_sum_of_squares_and_test_it_as_scipy_does():
+    rng = np.random.default_rng(0)
+    groups, seeds = 6, 5
+    y = (np.arange(groups)[:, None] * 0.3 + rng.normal(0, 1, seeds)[None, :]
+         + rng.normal(0, 0.5, (groups, seeds)))
+    s = stats.variance_shares(y)
+    assert s.between_groups + s.between_seeds + s.interaction == pytest.approx(1)
+    ss_total = ((y - y.mean()) ** 2).sum()
+    assert s.total == pytest.approx(ss_total)
+    assert s.between_groups == pytest.approx(seeds * ((y.mean(1) - y.mean()) ** 2).sum() / ss_total)
+    assert s.within_groups == pytest.approx(((y - y.mean(1, keepdims=True)) ** 2).sum() / ss_total)
+    df_r = (groups - 1) * (seeds - 1)
+    f_groups = (s.between_groups / (groups - 1)) / (s.interaction / df_r)
+    assert s.p_groups == pytest.approx(sps.f.sf(f_groups, groups - 1, df_r), rel=1e-9)
+    f_seeds = (s.between_seeds / (seeds - 1)) / (s.interaction / df_r)
+    assert s.p_seeds == pytest.approx(sps.f.sf(f_seeds, seeds - 1, df_r), rel=1e-9)
+
+
+def test_variance_shares_of_pure_effects_and_of_too_little_data():
+    only_groups = np.repeat(np.arange(4.0)[:, None], 3, axis=1)
+    s = stats.variance_shares(only_groups)
+    assert s.between_groups == pytest.approx(1) and s.p_groups is None  # no rest to test against
+    only_seeds = np.repeat(np.arange(3.0)[None, :], 4, axis=0)
+    assert stats.variance_shares(only_seeds).between_seeds == pytest.approx(1)
+    assert stats.variance_shares(np.ones((3, 3))) is None  # no spread
+    assert stats.variance_shares(np.ones((1, 5))) is None and stats.variance_shares(np.ones((4, 1))) is None
+    assert stats.variance_shares(np.array([[1.0, np.nan], [2.0, 3.0]])) is None

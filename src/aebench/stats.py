@@ -278,3 +278,55 @@ def verdict(interval: Interval | None, metric: str) -> str:
     higher = interval.low > 0
     lower_better = metric in LOWER_IS_BETTER
     return "better" if higher != lower_better else "worse"
+
+
+# ---------------------------------------------------------------- where the spread comes from
+
+
+def f_sf(f: float, d1: float, d2: float) -> float:
+    """P(F > f) for Fisher's F with ``d1``, ``d2`` degrees of freedom."""
+    if not f > 0:
+        return 1.0
+    return betainc(d2 / 2.0, d1 / 2.0, d2 / (d2 + d1 * f), d1 * f / (d2 + d1 * f))
+
+
+@dataclass(frozen=True)
+class VarianceShares:
+    """A two-way decomposition without replication of values laid out groups x seeds (every group run with the
+    same seeds): the share of the total sum of squares between groups, between seeds (what a seed does to every
+    group alike), and the rest (what a seed does to each group differently); with the F-test's p-values of the
+    group and the seed effects against the rest."""
+
+    groups: int
+    seeds: int
+    total: float  # the sum of squares about the grand mean
+    between_groups: float  # shares, summing to 1 with the two below
+    between_seeds: float
+    interaction: float
+    p_groups: float | None  # None where the rest is 0 (nothing to test against)
+    p_seeds: float | None
+
+    @property
+    def within_groups(self) -> float:
+        """Everything the seed explains, shared or not: 1 - the groups' share (Locatello et al.'s seed effect)."""
+        return self.between_seeds + self.interaction
+
+
+def variance_shares(values: np.ndarray) -> VarianceShares | None:
+    """``values``: (groups, seeds), finite; None where there are fewer than 2 of either or no spread at all."""
+    y = np.asarray(values, dtype=np.float64)
+    if y.ndim != 2 or min(y.shape) < 2 or not np.isfinite(y).all():
+        return None
+    g, s = y.shape
+    grand = y.mean()
+    total = float(((y - grand) ** 2).sum())
+    if total <= 0:
+        return None
+    ss_g = float(s * ((y.mean(axis=1) - grand) ** 2).sum())
+    ss_s = float(g * ((y.mean(axis=0) - grand) ** 2).sum())
+    ss_r = max(total - ss_g - ss_s, 0.0)
+    d_g, d_s, d_r = g - 1, s - 1, (g - 1) * (s - 1)
+    rest = ss_r / d_r
+    p_g = f_sf((ss_g / d_g) / rest, d_g, d_r) if rest > 0 else None
+    p_s = f_sf((ss_s / d_s) / rest, d_s, d_r) if rest > 0 else None
+    return VarianceShares(g, s, total, ss_g / total, ss_s / total, ss_r / total, p_g, p_s)

@@ -97,3 +97,30 @@ def test_the_report_is_written_from_one_collection_and_its_prose_is_whole(tmp_pa
     assert md.startswith("# aebench comparison\n\n6 job(s): 6 completed, 0 not completed.\n")
     assert "## Against the baseline: latent=5" in md and "against the baseline latent=5" in table
     assert "{" not in md and "}" not in md and "{" not in table
+
+
+def test_groups_sharing_seeds_get_where_the_spread_comes_from(tmp_path, capsys):
+    sweep = seed_sweep(tmp_path / "sweep", latents=(5, 10, 20), seeds=(1, 2, 3))
+    code, out, err = run_compare(capsys, sweep)
+    assert code == 0, err
+    rows = {r["metric"]: r for r in read_csv(sweep / "variance.csv")}
+    assert {"probe_accuracy", "recon_mse"} <= set(rows) and "seconds" not in rows
+    r = rows["probe_accuracy"]
+    assert (r["groups"], r["seeds"]) == ("3", "3")
+    assert float(r["between_groups"]) + float(r["between_seeds"]) + float(r["seed_by_group"]) == pytest.approx(1)
+    assert float(r["within_groups"]) == pytest.approx(float(r["between_seeds"]) + float(r["seed_by_group"]))
+    # the fakes' probe accuracy is 0.85 + latent/200 plus binomial noise: the latent explains most of it
+    assert float(r["between_groups"]) > 0.5
+    md = (sweep / "summary.md").read_text()
+    assert "## Where the spread comes from" in md and "3 groups × the 3 seeds" in md
+
+
+def test_no_spread_section_without_common_seeds(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    fake_run(sweep / "0_latent=5,seed=1", latent=5, seed=1)
+    fake_run(sweep / "1_latent=5,seed=2", latent=5, seed=2)
+    fake_run(sweep / "2_latent=10,seed=3", latent=10, seed=3)
+    fake_run(sweep / "3_latent=10,seed=4", latent=10, seed=4)
+    code, out, err = run_compare(capsys, sweep)
+    assert code == 0, err
+    assert not (sweep / "variance.csv").exists() and "Where the spread" not in (sweep / "summary.md").read_text()

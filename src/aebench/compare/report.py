@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import atomic, stats
-from . import figures
-from .differences import DIFFERENCE_COLUMNS, Best, best_groups, differences
+from . import figures, variance
+from .differences import DIFFERENCE_COLUMNS, Best, best_groups, difference_metrics, differences
 from .groups import Comparison, Group
 from .rows import METRICS, PREDICTED
 from .tables import (DIFFERENCE_HEAD, FACTOR_HEADS, cell, difference_cells, difference_table, factor_table, fmt_bound,
-                     group_table, job_cell, markdown_table, mean_std, text_table)
+                     group_table, job_cell, markdown_table, mean_std, spread_table, text_table)
 
 SUMMARY_COLUMNS = ["job", "status", "overrides", "model", "arch", "dataset", "latent", "epochs", "seed", *METRICS]
 INTERVAL_COLUMNS = [f"{k}_ci_{end}" for k in PREDICTED for end in ("low", "high")] + ["ci_method"]
@@ -57,6 +57,12 @@ AGAINST_BASELINE = (
 LOWER = {False: "recon MSE, neg. ELBO and seconds",  # the lower-is-better metrics, without and with factor read-outs
          True: "recon MSE, neg. ELBO, seconds and Gaussian TC"}
 NO_OTHER_GROUP = "No other group to compare.\n"
+SPREAD = (
+    "\n## Where the spread comes from\n\nEach metric's sum of squares over the {groups} groups × the {seeds} seeds "
+    "they share, split three ways (a two-way analysis of variance without replication): between the groups; "
+    "between the seeds, alike in every group (a seed starts every group from the same random state); and the rest, what a seed does to each group differently. The last two together are "
+    "everything the seed explains. p: the F-test of the groups' (the seeds') effect against the rest. Also in "
+    "variance.csv.\n\n")
 COLUMN_MEANINGS = (
     "\nColumns: probe acc. = linear probe on the frozen codes (test accuracy); probe @N = the same probe fitted on "
     "N labelled train codes (mean over class-balanced draws); kNN acc. = k-nearest neighbours on the same codes; "
@@ -104,6 +110,11 @@ def write_report(comparison: Comparison, out: Path, baseline: Group | None = Non
         atomic.write_csv(out / "differences.csv", [vars(d) for d in diffs], DIFFERENCE_COLUMNS)
         text.append(AGAINST_BASELINE.format(name=comparison.name(baseline), lower=LOWER[bool(factors)]))
         text.append(difference_table(diffs) if diffs else NO_OTHER_GROUP)
+    found = variance.spreads(comparison, [k for k in difference_metrics(budgets, factors) if k != "seconds"])
+    if found:
+        atomic.write_csv(out / "variance.csv", [x.record() for x in found], variance.COLUMNS)
+        text.append(SPREAD.format(groups=found[0].shares.groups, seeds=found[0].shares.seeds))
+        text.append(spread_table(found))
     text.append(COLUMN_MEANINGS)
     drawn = figures.draw(comparison, out, reconstructions)
     if drawn:

@@ -12,6 +12,7 @@ from typing import Any
 from .differences import Difference
 from .groups import Group
 from .rows import FACTOR_METRICS, PREDICTED, Row
+from .variance import Spread
 
 DIFFERENCE_HEAD = ["group", "metric", "group vs baseline", "difference", "95 % interval", "method", "verdict"]
 FACTOR_HEADS = {"mig": "MIG", "dci_disentanglement": "DCI disent.", "dci_completeness": "DCI compl.",
@@ -126,6 +127,23 @@ def factor_table(groups: list[Group], names: list[str], factors: tuple[str, ...]
 
 def difference_table(diffs: list[Difference]) -> str:
     return _markdown(DIFFERENCE_HEAD, [difference_cells(d) for d in diffs])
+
+
+SPREAD_HEAD = ["metric", "between groups", "seed, alike in every group", "seed, group by group", "p (groups)",
+               "p (seed)"]
+
+
+def spread_table(spreads: list[Spread]) -> str:
+    """Each metric's variance shares (percent of the sum of squares) and the F-tests' p-values."""
+    def pct(v: float) -> str:
+        return f"{100 * v:.0f} %"
+
+    def p(v: float | None) -> str:
+        return "–" if v is None else (f"{v:.3f}" if v >= 0.001 else "< 0.001")
+
+    cells = [[FACTOR_HEADS.get(x.metric, x.metric), pct(x.shares.between_groups), pct(x.shares.between_seeds),
+              pct(x.shares.interaction), p(x.shares.p_groups), p(x.shares.p_seeds)] for x in spreads]
+    return _markdown(SPREAD_HEAD, cells)
 
 
 def text_table(cols: list[str], cells: list[list[str]]) -> str:
