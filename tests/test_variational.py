@@ -205,3 +205,9 @@ def test_each_new_objective_trains_on_sprites_and_mnist_on_both_networks(name, a
     assert (run / "figures" / "samples.png").is_file() and (run / "figures" / "traversals.png").is_file()
     if source == "sprites":
         assert 0 <= metrics["mig"] <= 1 and 0 <= metrics["dci_disentanglement"] <= 1
+    import aebench
+
+    loaded = aebench.load_run(run)  # the model as it trained, its loss usable again (beta_tcvae: the data's size)
+    assert loaded.model.kind == name
+    x = torch.rand(8, int(torch.tensor(loaded.image_shape).prod()))
+    assert math.isfinite(float(loaded.model.loss(x.to(loaded.device))["neg_elbo"]))

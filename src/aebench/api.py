@@ -107,7 +107,7 @@ def load_run(path: str | Path, device: str | torch.device = "cpu", allow_incompl
     prep = _preprocessing(run_dir, cfg, recorded)
     device = config.resolve_device(str(device)) if not isinstance(device, torch.device) else device
     try:
-        model = models.from_config(cfg, prep.image_shape)
+        model = models.from_config(cfg, prep.image_shape, dataset_size=recorded.get("pretrain_images"))
         model.load_state_dict(ckpt["model"])
     except (AebenchError, RuntimeError, KeyError, ValueError, TypeError) as e:
         raise RunError(f"run {run_dir} was written by aebench {version} and cannot be loaded by aebench {__version__}: "
