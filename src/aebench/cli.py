@@ -4,6 +4,10 @@ Errors a user can fix are printed as one line (``aebench: error: ...``) with a
 non-zero exit and no traceback.  In a sweep, a failed job is recorded in its
 own ``metrics.json`` (status and first line of the error) and the sweep goes on;
 an interrupted job (SIGINT/SIGTERM) ends the sweep with a resumable checkpoint.
+
+One run on several processes (``torchrun -m aebench ...``, or a submitit job of several tasks): Hydra runs in
+every process, but only rank 0 claims the run directory and writes there; ranks > 0 get a temporary directory
+that Hydra leaves empty (:func:`rank_overrides`) and take rank 0's directory once the process group is up.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import math
 import os
 import shutil
 import sys
+import tempfile
 import traceback
 import warnings
 from pathlib import Path
@@ -28,7 +33,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from . import config, rundir
+from . import config, distributed, rundir
 from .errors import AebenchError, CheckpointError, ConfigError, Interrupted, RunFailed, first_line
 
 log = logging.getLogger("aebench")
@@ -101,35 +106,73 @@ def _only_hydra_files(path: Path) -> bool:
     return path.is_dir() and all(p.name in (".hydra", "aebench.log") for p in path.iterdir())
 
 
+def join_processes(cfg: DictConfig, out: Path) -> tuple[distributed.World, Path]:
+    """On several processes: refuse what cannot run, join the process group, and take rank 0's run directory."""
+    world = distributed.from_environment()
+    if not world.several:
+        return world, out
+    distributed.check_batch(cfg.train.batch_size, world)
+    device = distributed.device_for(config.resolve_device(cfg.device), world)
+    world = distributed.start(world, device)
+    return world, Path(distributed.broadcast_object(str(out)))
+
+
+def last_words(world: distributed.World) -> None:
+    """Before a process of a several-process run records and says why it stops: leave the group, and let no
+    SIGTERM (torchrun's, sent to every rank once one has failed) cut the line short."""
+    distributed.stop()
+    if world.several:
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _says_its_error(world: distributed.World, e: BaseException) -> bool:
+    """Rank 0 says every error; another rank only what is its own (bad input reads the same on every rank)."""
+    return world.main or isinstance(e, distributed.PER_RANK) or not isinstance(e, AebenchError)
+
+
 def run_job(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
     out = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
+    world = distributed.SINGLE
     try:
         checkpoint = None
         if cfg.resume:
             cfg, checkpoint = resume_config(cfg, hc)
-        elif multirun and rundir.has_unfinished_checkpoint(out):
+        world, out = join_processes(cfg, out)
+        if multirun and not cfg.resume and rundir.has_unfinished_checkpoint(out):
             # A requeued sweep job (cluster pre-emption, timeout): continue where it stopped.
             log.info("found an unfinished checkpoint in %s; resuming it", out)
             checkpoint = rundir.read_checkpoint(out / rundir.CHECKPOINT, strict=True)
         from . import pipeline  # the one module that imports the pipeline: the command that runs it
 
         try:
-            metrics = pipeline.run(cfg, out, checkpoint, launcher_threads(hc),
+            metrics = pipeline.run(cfg, out, checkpoint, launcher_threads(hc) or distributed.threads(world),
                                    sweep_dir=Path(hc.sweep.dir) if multirun else None)
         except OSError as e:
             if e.errno in WRITE_ERRNOS:
                 raise as_write_error(e) from e
             raise
     except Interrupted as e:
+        last_words(world)
+        if not world.main:  # rank 0 says it and records it
+            exit_with("", e.exit_code)
         log.warning("%s", e)
         rundir.write_status(out, cfg, "interrupted", str(e))
         # Also ends a sweep: SystemExit passes through Hydra's launchers, which would
         # otherwise record the job as failed and start the next one.
         exit_with(f"aebench: {e}", e.exit_code)
     except Exception as e:  # noqa: BLE001
+        last_words(world)
         error_line = first_line(e)
+        if world.several and not _says_its_error(world, e):
+            exit_with("", AebenchError.EXIT_CODE)
+        if not world.main:  # another rank's own failure: one line that names it; rank 0 keeps the run's records
+            if not isinstance(e, AebenchError):
+                raise
+            exit_with(f"aebench: error: {e}", AebenchError.EXIT_CODE)
         if not multirun:
             if not isinstance(e, AebenchError):
                 raise  # a bug: show the traceback
@@ -150,6 +193,9 @@ def run_job(cfg: DictConfig) -> float:
             error_line = f"{type(e).__name__}: {error_line}"
         rundir.write_status(out, cfg, "failed", error_line)
         return math.nan
+    distributed.stop()
+    if not world.main:
+        return math.nan  # rank 0's result is the run's
     print_summary(metrics, out)
     # what a sweeper optimises; NaN for unlabelled images (no probe)
     return float(metrics["probe_accuracy"]) if metrics.get("probe_accuracy") is not None else math.nan
@@ -163,10 +209,29 @@ def check_resume_target(argv: list[str]) -> None:
 
 
 def exit_with(line: str, code: int) -> None:
-    """End the process here, so that Hydra adds no lines of its own to ours."""
+    """End the process here, so that Hydra adds no lines of its own to ours (``line`` empty: none at all)."""
     logging.shutdown()
-    print(line, file=sys.stderr)
+    if line:
+        print(line, file=sys.stderr)
     sys.exit(code)
+
+
+def rank_overrides(argv: list[str], scratch: str) -> list[str]:
+    """The command line of a process of a several-process run (torchrun): a sweep refused; ranks > 0 run Hydra in
+    ``scratch`` (a temporary directory, removed at exit), with no ``.hydra/``, no log file and only warnings on the
+    console, so that rank 0 alone claims and fills the run directory."""
+    world = distributed.from_environment()
+    if not world.several:
+        return argv
+    if any(a in ("-m", "--multirun") for a in argv):
+        raise ConfigError(f"a sweep (-m) cannot run under torchrun ({world.size} processes): a sweep's jobs are runs "
+                          "of their own; run one configuration per torchrun, or sweep with hydra/launcher=submitit_slurm "
+                          "and hydra.launcher.tasks_per_node=N (each job one run on N processes)")
+    if world.main:
+        return argv
+    from .launchers import rank_overrides as quiet
+
+    return [*argv, *quiet(scratch, "hydra.run.dir")]
 
 
 def print_summary(metrics: dict[str, Any], out: Path) -> None:
@@ -217,20 +282,37 @@ def hydra_error_line(e: BaseException) -> str:
     return first
 
 
+def _another_rank_says_it(e: BaseException) -> bool:
+    """Under torchrun, bad input (the same command line in every process) is said once, by rank 0."""
+    world = distributed.from_environment()
+    return world.several and not world.main and not isinstance(e, distributed.PER_RANK)
+
+
 def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let errors reach us; we print them as one line
+    scratch = None
+    argv = sys.argv
     try:
         check_resume_target(sys.argv[1:])
+        if distributed.from_environment().several:
+            scratch = tempfile.mkdtemp(prefix="aebench-rank-")
+            sys.argv = [argv[0], *rank_overrides(argv[1:], scratch)]
         _hydra_main()  # a sweep with jobs that did not complete ends in its callback (aebench.compare.callback)
     except AebenchError as e:
-        print(f"aebench: error: {e}", file=sys.stderr)
+        if not _another_rank_says_it(e):
+            print(f"aebench: error: {e}", file=sys.stderr)
         sys.exit(AebenchError.EXIT_CODE)
     except (HydraException, OmegaConfBaseException) as e:
-        print(f"aebench: error: {hydra_error_line(e)}", file=sys.stderr)
+        if not _another_rank_says_it(e):
+            print(f"aebench: error: {hydra_error_line(e)}", file=sys.stderr)
         sys.exit(AebenchError.EXIT_CODE)
     except KeyboardInterrupt:
         print("aebench: stopped by Ctrl-C", file=sys.stderr)
         sys.exit(130)
+    finally:
+        sys.argv = argv
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def command() -> None:

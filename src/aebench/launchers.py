@@ -22,6 +22,12 @@ validates them against the plugin's schemas.
    submitit requeue the job (up to ``max_num_timeout`` times).  The requeued job finds the
    checkpoint in its directory and resumes (``cli.run_job``).  Outside training (start-up, probe,
    figures) submitit's handler runs as it is: the job is requeued at once and redoes that stage.
+
+3. **A job of several tasks is one run on several processes** (``hydra.launcher.tasks_per_node=N``,
+   ``nodes=M``): every task runs the job, and :mod:`aebench.distributed` joins them into one DDP run whose
+   rendezvous comes from submitit's job environment.  Only the first task (rank 0) claims the job's
+   directory: the others run Hydra in a temporary directory that it leaves empty (no ``.hydra/``, no log file)
+   and take rank 0's directory once the process group is up; the job's result is rank 0's.
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import shutil
 import signal
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -77,6 +85,13 @@ def checkpoint_before_requeue() -> Iterator[None]:
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)
 
 
+def rank_overrides(scratch: str, key: str = "hydra.sweep.dir") -> list[str]:
+    """Hydra's settings for a process of a several-process run other than rank 0: its directory ``key`` in
+    ``scratch``, no ``.hydra/``, no log file, only warnings on the console."""
+    return [f"{key}={scratch}", "hydra.output_subdir=null", "hydra.job_logging.root.level=WARNING",
+            "hydra.job_logging.root.handlers=[console]", "~hydra.job_logging.handlers.file"]
+
+
 class SweepThatHoldsUp:
     """What aebench adds to hydra-submitit-launcher's launchers: mixed into them in
     ``hydra_plugins.aebench_launcher`` (where Hydra finds them) ahead of the plugin's class."""
@@ -86,9 +101,20 @@ class SweepThatHoldsUp:
     config: DictConfig | None
     hydra_context: Any
 
-    def __call__(self, *args: Any, **kwargs: Any) -> JobReturn:
-        with checkpoint_before_requeue():
-            return super().__call__(*args, **kwargs)  # type: ignore[misc]
+    def __call__(self, sweep_overrides: list[str], *args: Any, **kwargs: Any) -> JobReturn:
+        from . import distributed
+
+        world = distributed.from_environment()
+        scratch = None
+        if world.several and not world.main:  # rank 0 alone writes the job's directory
+            scratch = tempfile.mkdtemp(prefix=f"aebench-rank{world.rank}-")
+            sweep_overrides = [*sweep_overrides, *rank_overrides(scratch)]
+        try:
+            with checkpoint_before_requeue():
+                return super().__call__(sweep_overrides, *args, **kwargs)  # type: ignore[misc]
+        finally:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         # As hydra-submitit-launcher 1.2's launch(), except for how the results are collected.

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from . import __version__, baselines, config, data, figures, models, precision, probe, readouts, rundir, tracking
+from . import __version__, baselines, config, data, distributed, figures, models, precision, probe, readouts, rundir, tracking
 from .train import OnEpochSaved, SelfSignal, Trainer, flush_denormals
 
 log = logging.getLogger(__name__)
@@ -79,19 +79,24 @@ def run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None
     """Run the whole pipeline in ``run_dir``; return the metrics written to metrics.json.
 
     ``sweep_dir``: the sweep this run is a job of (its MLflow run is nested under the sweep's).
+
+    On several processes (:func:`aebench.distributed.current`) every rank trains; rank 0 alone starts the
+    trackers, computes the baselines, probes, draws and writes; ranks > 0 return ``{}`` once training is done.
     """
     t_start = time.perf_counter()
     config.validate(cfg)
     if cfg.data.path:  # absolute in the checkpoint: a resume or load_run elsewhere finds the same folder
         cfg.data.path = str(Path(cfg.data.path).expanduser().resolve())
-    device = config.resolve_device(cfg.device)
+    world = distributed.current()
+    device = distributed.device_for(config.resolve_device(cfg.device), world)
     chosen = precision.resolve(cfg.train.precision, device, checkpoint)
     cfg.train.precision = chosen.used  # what the run trains in, in its checkpoint and records; why: metrics.json
     flush_denormals()  # before any parallel torch work of this process: its worker threads inherit it
     torch.set_num_threads(config.default_threads(cfg, launcher_threads))
     run_dir = Path(run_dir)
     # logger=...: a logger that cannot start refuses the run here, before any work
-    tracker = tracking.start(cfg, run_dir, device_name(device), (checkpoint or {}).get("tracking"), sweep_dir)
+    tracker = (tracking.start(cfg, run_dir, device_name(device), (checkpoint or {}).get("tracking"), sweep_dir)
+               if world.main else tracking.Tracker([], {}))
     try:
         return _run(cfg, run_dir, device, chosen, checkpoint, tracker, t_start)
     except BaseException as e:
@@ -102,19 +107,22 @@ def run(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None = None
 def _run(cfg: DictConfig, run_dir: Path, device: torch.device, chosen: precision.Precision,
          checkpoint: dict[str, Any] | None, tracker: tracking.Tracker, t_start: float) -> dict[str, Any]:
     watch = Stopwatch()
+    world = distributed.current()
     seed_everything(cfg.seed)
     with watch("data"):
         root = data.resolve_root(cfg.data.root)
         ds = load_data(cfg, root, device)
     with watch("baselines"):
-        refs = baselines.for_run(cfg, ds, root)
+        refs = baselines.for_run(cfg, ds, root) if world.main else None
     model = models.from_config(cfg, ds.image_shape, dataset_size=len(ds.pretrain)).to(device)
-    curve = readouts.EpochProbe(cfg, ds, active=cfg.probe.every_epoch and ds.labelled)
+    curve = readouts.EpochProbe(cfg, ds, active=cfg.probe.every_epoch and ds.labelled and world.main)
     log.info("training in %s (%s)", chosen.used, chosen.reason)
     trainer = make_trainer(cfg, model, ds, run_dir, tracker, curve, chosen)
     resumed_from = resume(trainer, checkpoint, ds, tracker)
     t = time.perf_counter()
     history = trainer.fit()
+    if not world.main:
+        return {}  # rank 0 reads out, draws and writes the run's files
     watch.seconds["pretrain"] = time.perf_counter() - t - curve.seconds
     final = readouts.final(cfg, model, ds, curve, history, watch.seconds)
     if final.probe_result is not None:
@@ -160,11 +168,11 @@ def make_trainer(cfg: DictConfig, model: torch.nn.Module, ds: data.ImageData, ru
         rundir.write_history(run_dir, history)
         tracker.log_history(history)
 
-    callbacks = [curve, OnEpochSaved(write_history)]
+    callbacks = [curve, OnEpochSaved(write_history)] if distributed.current().main else []
     signal_for_tests = SelfSignal.from_environment()
     if signal_for_tests is not None:
         callbacks.append(signal_for_tests)
-    progress = sys.stderr.isatty() if cfg.progress is None else bool(cfg.progress)
+    progress = (sys.stderr.isatty() if cfg.progress is None else bool(cfg.progress)) and distributed.current().main
     return Trainer(model, ds, cfg.train, epochs=cfg.epochs, seed=cfg.seed, run_dir=run_dir,
                    meta=rundir.checkpoint_meta(cfg, ds.describe(), tracker.state, chosen.as_dict()), callbacks=callbacks,
                    progress=progress)
@@ -209,6 +217,7 @@ def metrics_of(cfg: DictConfig, ds: data.ImageData, history: list[dict[str, Any]
         "versions": versions(),
         "device": device_name(device),
         "precision": chosen.as_dict(),
+        "distributed": distributed.current().describe(cfg.train.batch_size),
         "resumed_from": resumed_from,
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "memory": peak_memory(device),

@@ -55,7 +55,7 @@ MLFLOW_HTTP_ENV = {
 }
 MLFLOW_STATUS = {"completed": "FINISHED", "interrupted": "KILLED", "failed": "FAILED"}
 # metrics.json entries that are not results (the config is logged as params, the rest as tags).
-NOT_METRICS = {"config", "versions", "resumed_from", "data", "skipped"}
+NOT_METRICS = {"config", "versions", "resumed_from", "data", "skipped", "distributed"}
 # metrics.json entries that record how their numbers were made, not results: only the parts named here are logged
 # (factor_readouts: the seconds each read-out took; its protocol's sizes and seed, the train accuracies of its
 # classifiers and its strings are not).  Its results are top-level numbers (mig, gaussian_tc, ...).

@@ -9,6 +9,15 @@ uninterrupted run.
 
 Everything else that happens during training (the accuracy curve, ``history.csv``, the
 trackers, a test's signal) is a :class:`Callback`: the loop's one event protocol.
+
+On several processes (:mod:`aebench.distributed`) the same loop runs on every rank, with the model under
+DistributedDataParallel: every rank draws the same seeded permutation and takes its contiguous share of each
+global batch (``train.batch_size``), the loss of a share smaller than the others' weighted so that the averaged
+gradient is the global batch's mean; the noise (a VAE's draws) comes from a generator per rank; the epoch's loss
+sums and the test evaluation (each rank a share of the test images) are summed over ranks once per epoch; a stop
+signal on any rank stops every rank after the same step; rank 0 writes the checkpoint, with every rank's
+generators, while the others wait.  With one process nothing of this happens, and the numbers are those of
+aebench without it, bit for bit.
 """
 
 from __future__ import annotations
@@ -30,9 +39,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from . import atomic, rundir
+from . import atomic, distributed, rundir
 from .data import ImageData, Split
-from .errors import CheckpointError, Interrupted, TrainingDiverged, first_line, squashed
+from .errors import CheckpointError, ConfigError, Interrupted, TrainingDiverged, first_line, squashed
 
 log = logging.getLogger(__name__)
 
@@ -117,23 +126,25 @@ class OnEpochSaved(Callback):
 
 class SelfSignal(Callback):
     """Sends this process a signal after a given global step: how the tests interrupt a run at an exact
-    point.  Installed only where ``AEBENCH_SELF_SIGNAL`` is set (``TERM@37``: SIGTERM after step 37)."""
+    point.  Installed only where ``AEBENCH_SELF_SIGNAL`` is set (``TERM@37``: SIGTERM after step 37;
+    ``KILL@37:1``: SIGKILL after step 37, to rank 1 only of a several-process run)."""
 
     ENV = "AEBENCH_SELF_SIGNAL"
 
-    def __init__(self, signum: int, step: int):
-        self.signum, self.step = signum, step
+    def __init__(self, signum: int, step: int, rank: int | None = None):
+        self.signum, self.step, self.rank = signum, step, rank
 
     @classmethod
     def from_environment(cls) -> "SelfSignal | None":
         spec = os.environ.get(cls.ENV)
         if not spec:
             return None
-        name, _, step = spec.partition("@")
-        return cls(getattr(signal, f"SIG{name}"), int(step))
+        name, _, where = spec.partition("@")
+        step, _, rank = where.partition(":")
+        return cls(getattr(signal, f"SIG{name}"), int(step), int(rank) if rank else None)
 
     def on_step_end(self, trainer: "Trainer", x: torch.Tensor, parts: dict[str, torch.Tensor]) -> None:
-        if trainer.global_step == self.step:
+        if trainer.global_step == self.step and self.rank in (None, trainer.world.rank):
             os.kill(os.getpid(), self.signum)
 
 
@@ -209,6 +220,12 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def noise_seed(seed: int, rank: int, *more: int) -> int:
+    """The seed of rank ``rank``'s noise generator in a several-process run (``more``: e.g. the step a run
+    resumed at on another number of processes), from ``seed`` by numpy's SeedSequence (independent streams)."""
+    return int(np.random.SeedSequence(seed, spawn_key=(rank, *more)).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
 def make_optimizer(model: nn.Module, s: Any) -> torch.optim.Optimizer:
     """Adam over the parameters the loss's gradient step trains (an objective's own networks, a FactorVAE's
     discriminator say, have their own optimiser in the objective's callback)."""
@@ -230,21 +247,32 @@ def evaluate(model: nn.Module, x: torch.Tensor | Split, seed: int, precision: st
     """Test-set loss parts (per image) and ``recon_mse`` (per pixel), in large batches.
 
     The VAE's sampled terms use a generator seeded with ``seed``, so the same
-    model always gets the same numbers.
+    model always gets the same numbers.  On several processes each rank evaluates its share of every batch
+    (a model's batch statistics still see the whole batch) with a noise generator of its own, and the sums
+    are added over ranks.
     """
+    world = distributed.current()
     was_training = model.training
     model.eval()
-    gen = torch.Generator(device=x.device).manual_seed(seed)
+    gen = torch.Generator(device=x.device).manual_seed(noise_seed(seed, world.rank) if world.several else seed)
     sums: dict[str, torch.Tensor] = {}
-    for batch in batches(x, eval_batch(x.shape[1] if isinstance(x, torch.Tensor) else x.pixels)):
+    size = eval_batch(x.shape[1] if isinstance(x, torch.Tensor) else x.pixels)
+    for batch in batches(x, size):
+        if world.several:
+            first, last = distributed.share(0, len(batch), world)
+            batch = batch[first:last]
         with _autocast(x.device, precision):
             parts = model.loss(batch, generator=gen)
             if "recon_mse" not in parts:  # a VAE: reconstruct from mu, not from a sampled code
                 recon = model.reconstruct(batch)
                 parts["recon_mse"] = (recon.float() - batch).pow(2).mean()
+        if len(batch) == 0:  # a share with no rows (a last batch smaller than the world): it took part, adds nothing
+            parts = {k: v.new_zeros(()) for k, v in parts.items()}
         for k, v in parts.items():
             sums[k] = sums.get(k, 0) + v.double() * len(batch)
     model.train(was_training)
+    with distributed.peers_watched("while the test images were evaluated"):
+        sums = distributed.all_reduce_sum(sums)
     return {k: (v / len(x)).item() for k, v in sums.items()}
 
 
@@ -264,6 +292,9 @@ class Trainer:
     A loss or weight that stops being finite is caught once per epoch (the loss sums live on
     the device, so no step waits for the host): the run stops with
     :class:`~aebench.errors.TrainingDiverged`, keeping the checkpoint of the last finite epoch.
+
+    On several processes (:func:`aebench.distributed.current`) the model trains under DistributedDataParallel
+    and only rank 0 writes the checkpoint (see the module's docstring).
     """
 
     def __init__(self, model: nn.Module, data: ImageData, train: Any, *, epochs: int, seed: int, run_dir: Path,
@@ -274,6 +305,7 @@ class Trainer:
         self.epochs = epochs
         self.seed = seed
         self.device = data.device
+        self.world = distributed.current()
         self.run_dir = Path(run_dir)
         self.checkpoint_path = self.run_dir / rundir.CHECKPOINT
         self.meta = meta
@@ -282,14 +314,47 @@ class Trainer:
         self.progress = progress
         self.optimizer = make_optimizer(model, train)
         self.scheduler = make_scheduler(self.optimizer, train, epochs)
+        # The noise (a VAE's draws, FactorVAE's permutation).  On one process the same generator also draws each
+        # epoch's permutation, as it always has; on several, every rank draws the permutation from a generator
+        # seeded alike and the noise from its own.
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.batch_generator = self.generator
+        if self.world.several:
+            self.generator = torch.Generator(device=self.device).manual_seed(noise_seed(seed, self.world.rank))
         self.state = TrainState()
         self.steps_per_epoch = math.ceil(len(data.pretrain) / train.batch_size)
         self.total_steps = epochs * self.steps_per_epoch
-        self.loss_fn = model.loss
+        self.loss_fn: Callable[..., dict[str, torch.Tensor]] = model.loss
+        if self.world.several:
+            distributed.check_batch(train.batch_size, self.world)
+            last = len(data.pretrain) % train.batch_size
+            if 0 < last < self.world.size:
+                raise ConfigError(
+                    f"the epoch's last batch holds {last} image(s) ({len(data.pretrain)} images in batches of "
+                    f"{train.batch_size}), fewer than the {self.world.size} processes; give another train.batch_size "
+                    f"(a multiple of {self.world.size}) or another number of images")
+            self.loss_fn = self._wrap(model)
+        self.eager_loss = self.loss_fn
         if train.compile:
             mode = "reduce-overhead" if self.device.type == "cuda" else None
-            self.loss_fn = torch.compile(model.loss, mode=mode)
+            self.loss_fn = torch.compile(self.loss_fn, mode=mode)
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        """The model under DistributedDataParallel; the parameters the main optimiser does not train (a FactorVAE's
+        discriminator, which averages its own gradients in its step) left out of DDP's gradient all-reduce."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        trained = {id(p) for p in (model.optimised_parameters() if hasattr(model, "optimised_parameters")
+                                   else model.parameters())}
+        ignored = [name for name, p in model.named_parameters() if id(p) not in trained]
+        if ignored:
+            DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, ignored)
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=device_ids, process_group=distributed.group())
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The run's precision for a forward pass (bf16 autocast or nothing): what an objective's own step uses."""
+        return _autocast(self.device, self.s.precision)
 
     @property
     def global_step(self) -> int:
@@ -300,18 +365,33 @@ class Trainer:
         try:
             return self.loss_fn(x, generator=self.generator)
         except Exception as e:  # noqa: BLE001 - a compiler failure must not cost the run
-            if self.loss_fn is self.model.loss:
+            if self.loss_fn is self.eager_loss:
                 raise  # eager: a real error
             log.warning("torch.compile failed (%s); training continues without it", first_line(e))
-            self.loss_fn = self.model.loss
+            self.loss_fn = self.eager_loss
             return self.loss_fn(x, generator=self.generator)
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint(self) -> dict[str, Any]:
         """The checkpoint: ``format``, the run's ``meta``, and the training state, which is the Trainer's alone to
         write and read: weights, optimiser and scheduler, where the epoch stands (its permutation, step and partial
-        sums), the history, the batch generator, every RNG stream, and the callbacks' states by name."""
+        sums), the history, the batch generator, every RNG stream, and the callbacks' states by name.
+
+        On several processes every rank must call it (it gathers each rank's generators, RNG streams and partial
+        sums: ``ranks``); ``generator`` is then the permutation's generator, ``sums`` the sums over ranks and
+        ``rng`` rank 0's streams, so that a run on another number of processes can go on from it.  Returns None
+        on ranks > 0."""
         st = self.state
+        mid_epoch = st.step > 0
+        sums = {k: v.cpu() for k, v in st.sums.items()} if mid_epoch else {}
+        ranks = None
+        if self.world.several:
+            mine = {"generator": self.generator.get_state(), "rng": rng_states(), "sums": sums}
+            with distributed.peers_watched("while the checkpoint was gathered"):
+                ranks = distributed.gather_object(mine)
+            if not self.world.main:
+                return None
+            sums = {k: sum(r["sums"][k].double() for r in ranks).float() for k in sums}
         return {
             "format": CHECKPOINT_FORMAT,
             **self.meta,
@@ -320,18 +400,25 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "epoch": st.epoch,
             "step": st.step,
-            "perm": st.perm.cpu() if st.perm is not None and st.step > 0 else None,
-            "sums": {k: v.cpu() for k, v in st.sums.items()} if st.step > 0 else {},
+            "perm": st.perm.cpu() if st.perm is not None and mid_epoch else None,
+            "sums": sums,
             "epoch_seconds": st.epoch_seconds,
             "history": st.history,
-            "generator": self.generator.get_state(),
+            "generator": self.batch_generator.get_state(),
             "device_type": self.device.type,
             "rng": rng_states(),
             "callbacks": {c.name: c.state_dict() for c in self.callbacks if c.name},
+            "world_size": self.world.size,
+            **({"ranks": ranks} if ranks is not None else {}),
         }
 
     def save_checkpoint(self) -> None:
-        atomic.save_torch(self.checkpoint_path, self.checkpoint())
+        """Write the checkpoint (rank 0; every rank takes part and waits until it is written)."""
+        ckpt = self.checkpoint()
+        if ckpt is not None:
+            atomic.save_torch(self.checkpoint_path, ckpt)
+        with distributed.peers_watched("while rank 0 wrote the checkpoint"):
+            distributed.barrier()
 
     def load_checkpoint(self, ckpt: dict[str, Any]) -> None:
         try:
@@ -346,7 +433,6 @@ class Trainer:
         st = self.state
         st.epoch, st.step = ckpt["epoch"], ckpt["step"]
         st.perm = ckpt["perm"].to(self.device) if ckpt["perm"] is not None else None
-        st.sums = {k: v.to(self.device) for k, v in ckpt["sums"].items()}
         st.epoch_seconds = ckpt["epoch_seconds"]
         st.history = list(ckpt["history"])
         saved_type = ckpt.get("device_type", "cpu")
@@ -355,8 +441,22 @@ class Trainer:
                 f"checkpoint {self.checkpoint_path} was written on a {saved_type} device and this run is on "
                 f"{self.device.type}; resume it with device={saved_type} (its batch order and noise live there)"
             )
-        self.generator.set_state(ckpt["generator"])
-        set_rng_states(ckpt["rng"])
+        saved_world, world = ckpt.get("world_size", 1), self.world
+        sums = ckpt["sums"]
+        if saved_world == world.size and world.several:  # the same processes: each goes on exactly where it was
+            mine = ckpt["ranks"][world.rank]
+            self.batch_generator.set_state(ckpt["generator"])
+            self.generator.set_state(mine["generator"])
+            set_rng_states(mine["rng"])
+            sums = mine["sums"]
+        else:  # one process, or another number of them: the same batches; each rank's noise from a fresh stream
+            self.batch_generator.set_state(ckpt["generator"])
+            if world.several:
+                self.generator.manual_seed(noise_seed(self.seed, world.rank, self.global_step))
+            set_rng_states(ckpt["rng"])
+            if not world.main:
+                sums = {k: torch.zeros_like(v) for k, v in sums.items()}  # rank 0 carries the sums so far
+        st.sums = {k: v.to(self.device) for k, v in sums.items()}
         states = ckpt.get("callbacks") or {}
         for c in self.callbacks:
             if c.name and states.get(c.name) is not None:
@@ -375,17 +475,25 @@ class Trainer:
         kept = str(self.checkpoint_path) if self.checkpoint_path.is_file() else None
         raise TrainingDiverged(epoch, what, lr, kept)
 
+    def _stopping(self, stop: StopFlag) -> bool:
+        """Whether a stop signal reached this process, or any process of the run (they all agree after each step)."""
+        if not self.world.several:
+            return stop.signum is not None
+        with distributed.peers_watched("during training"):
+            return distributed.any_rank(stop.signum is not None, self.device)
+
     # ------------------------------------------------------------------ the loop
     def fit(self) -> list[dict[str, Any]]:
         images = self.data.pretrain
         n, batch, steps_per_epoch = len(images), self.s.batch_size, self.steps_per_epoch
+        world = self.world
         self.model.train()
         with stop_on_signals() as stop:
             while self.state.epoch < self.epochs:
                 st = self.state
                 epoch = st.epoch + 1
                 if st.step == 0:
-                    st.perm = torch.randperm(n, device=self.device, generator=self.generator)
+                    st.perm = torch.randperm(n, device=self.device, generator=self.batch_generator)
                     st.sums = {}
                     st.epoch_seconds = 0.0
                 lr = self.optimizer.param_groups[0]["lr"]
@@ -401,14 +509,22 @@ class Trainer:
                 )
                 with bar:
                     for step in range(st.step, steps_per_epoch):
-                        idx = st.perm[step * batch : (step + 1) * batch]
+                        start, stop_row = step * batch, min((step + 1) * batch, n)
+                        weight = 1.0
+                        if world.several:  # this rank's share; a smaller share's loss weighs less
+                            first, last = distributed.share(start, stop_row, world)
+                            if (stop_row - start) % world.size:
+                                weight = (last - first) * world.size / (stop_row - start)
+                            start, stop_row = first, last
+                        idx = st.perm[start:stop_row]
                         x = images.take(idx)
                         for c in self.callbacks:
                             c.on_step_start(self)
-                        with _autocast(self.device, self.s.precision):
-                            parts = self._loss(x)
-                        self.optimizer.zero_grad(set_to_none=True)
-                        parts["loss"].backward()
+                        with distributed.peers_watched(f"in epoch {epoch}, step {step + 1}"):
+                            with _autocast(self.device, self.s.precision):
+                                parts = self._loss(x)
+                            self.optimizer.zero_grad(set_to_none=True)
+                            (parts["loss"] * weight if weight != 1.0 else parts["loss"]).backward()
                         self.optimizer.step()
                         for k, v in parts.items():
                             contrib = v.detach().float() * len(idx)
@@ -417,12 +533,14 @@ class Trainer:
                         bar.update(1)
                         for c in self.callbacks:
                             c.on_step_end(self, x, parts)
-                        if stop.signum is not None and st.step < steps_per_epoch:
+                        if st.step < steps_per_epoch and self._stopping(stop):
                             st.epoch_seconds += time.perf_counter() - t0
                             self.save_checkpoint()
-                            raise Interrupted(stop.signum, str(self.run_dir),
+                            raise Interrupted(stop.signum or signal.SIGTERM, str(self.run_dir),
                                               f"in epoch {epoch} after step {st.step}/{steps_per_epoch}")
                 train_seconds = st.epoch_seconds + time.perf_counter() - t0
+                with distributed.peers_watched(f"at the end of epoch {epoch}"):
+                    st.sums = distributed.all_reduce_sum(st.sums)  # the epoch's sums over every rank: one collective
                 self.check_finite(epoch, st.sums, lr)
                 row: dict[str, Any] = {"epoch": epoch, "lr": lr}
                 row.update({f"train_{k}": (v / n).item() for k, v in st.sums.items()})
@@ -444,7 +562,7 @@ class Trainer:
                     self.epochs,
                     ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch" and isinstance(v, float)),
                 )
-                if stop.signum is not None:  # signal arrived during the last step or the evaluation
+                if self._stopping(stop):  # signal arrived during the last step or the evaluation
                     if st.epoch < self.epochs:
-                        raise Interrupted(stop.signum, str(self.run_dir), f"after epoch {epoch}")
+                        raise Interrupted(stop.signum or signal.SIGTERM, str(self.run_dir), f"after epoch {epoch}")
         return self.state.history
