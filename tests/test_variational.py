@@ -61,6 +61,16 @@ def test_beta_tcvae_parts_sum_to_log_q_z_given_x_minus_log_p_z_whatever_q_z(data
     torch.testing.assert_close(mi + tc + dw, log_qz_x - log_pz, rtol=0, atol=1e-9)
 
 
+def test_beta_tcvae_parts_are_the_same_computed_in_blocks_of_rows(monkeypatch):
+    from aebench.models import variational
+
+    z, mu, logvar = posteriors(300, 4, seed=5)
+    whole = tc_decomposition(z, mu, logvar, 1000)
+    monkeypatch.setattr(variational, "PAIR_FLOATS", 7 * 300 * 4)  # blocks of 7 rows, the last one short
+    for a, b in zip(whole, tc_decomposition(z, mu, logvar, 1000)):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
 def test_beta_tcvae_parts_average_to_the_analytic_kl_over_a_large_batch():
     z, mu, logvar = posteriors(20_000, 4, seed=1)
     mi, tc, dw = tc_decomposition(z[:4000], mu[:4000], logvar[:4000], 20_000)  # the estimator on a batch of 4000

@@ -38,6 +38,7 @@ from .base import CodeModel
 from .nets import ConvNet, MLPNet
 
 LOG_2PI = math.log(2 * math.pi)
+PAIR_FLOATS = 2**24  # beta_tcvae: at most this many pairwise log-densities at once (64 MiB of float32)
 DIP_TYPES = ("i", "ii")
 
 
@@ -149,11 +150,17 @@ def tc_decomposition(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, da
     logvar_all = logvar if logvar_all is None else logvar_all
     log_qz_x = log_normal(z, mu, logvar).sum(1)
     log_pz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z)).sum(1)
-    pairs = log_normal(z[:, None, :], mu_all[None], logvar_all[None])  # (M, M_all, D): log q(z_i,d | x_j)
     log_weight = math.log(dataset_size * mu_all.shape[0])
-    log_qz = torch.logsumexp(pairs.sum(2), dim=1) - log_weight
-    log_qz_units = (torch.logsumexp(pairs, dim=1) - log_weight).sum(1)
-    return log_qz_x - log_qz, log_qz - log_qz_units, log_qz_units - log_pz
+    # (rows, M_all, D) log q(z_i,d | x_j) a block of rows at a time: a test batch of 10 000 codes would
+    # otherwise hold 10 000 x 10 000 x D floats at once
+    rows = max(1, PAIR_FLOATS // (mu_all.shape[0] * mu_all.shape[1]))
+    log_qz, log_qz_units = [], []
+    for i in range(0, len(z), rows):
+        pairs = log_normal(z[i : i + rows, None, :], mu_all[None], logvar_all[None])
+        log_qz.append(torch.logsumexp(pairs.sum(2), dim=1) - log_weight)
+        log_qz_units.append((torch.logsumexp(pairs, dim=1) - log_weight).sum(1))
+    qz, qz_units = torch.cat(log_qz), torch.cat(log_qz_units)
+    return log_qz_x - qz, qz - qz_units, qz_units - log_pz
 
 
 class BetaTCVAE(VAE):
