@@ -111,8 +111,9 @@ def test_help_lists_groups_and_options(tmp_path):
     import aebench.conf
 
     data_choices = sorted(p.stem for p in (Path(aebench.conf.__file__).parent / "data").glob("*.yaml"))
-    for word in ("model: ae, dae, sae, vae", "arch: conv, mlp", f"data: {', '.join(data_choices)}",
-                 "experiment: leaderboard, seed_report", "latent: 20", "device: auto"):
+    for word in ("model: ae, annealed_vae, beta_tcvae, beta_vae, dae, dip_vae, factor_vae, sae, vae", "arch: conv, mlp",
+                 f"data: {', '.join(data_choices)}", "experiment: disentanglement, leaderboard, seed_report",
+                 "latent: 20", "device: auto"):
         assert word in proc.stdout, word
 
 

@@ -221,3 +221,25 @@ def test_the_leaderboard_experiment_sweeps_every_objective_on_every_network_over
     assert params == {"model": ["ae", "vae", "dae", "sae"], "arch": ["mlp", "conv"], "seed": ["1", "2", "3"]}
     assert cfg.hydra.launcher._target_.endswith("BasicLauncher")  # serial: joblib's thread split changes results
     assert cfg.experiment_name == "leaderboard" and cfg.data.name == "mnist"
+
+
+def test_the_disentanglement_study_sweeps_the_vae_family_over_seeds_1_to_5_on_sprites():
+    from hydra import compose, initialize_config_module
+
+    from aebench import config, models
+
+    import aebench.cli  # noqa: F401  (registers the schema and resolvers)
+
+    with initialize_config_module(version_base="1.3", config_module="aebench.conf"):
+        cfg = compose("config", overrides=["experiment=disentanglement"], return_hydra_config=True)
+    params = {k: str(v).split(",") for k, v in cfg.hydra.sweeper.params.items()}
+    assert params == {"model": ["vae", "beta_vae", "beta_tcvae", "factor_vae", "dip_vae", "annealed_vae"],
+                      "seed": ["1", "2", "3", "4", "5"]}
+    assert cfg.hydra.launcher._target_.endswith("BasicLauncher")
+    assert (cfg.data.name, cfg.arch.name, cfg.latent, cfg.epochs, cfg.train.batch_size) == ("sprites", "conv", 10, 6, 64)
+    assert cfg.probe.factor_points == 3000 and cfg.model.name == "vae"
+    for model in params["model"]:  # each job's config is valid, its objective the one named
+        job = config.compose(["experiment=disentanglement", f"model={model}"])
+        config.validate(job)
+        assert job.model.name in models.VARIATIONAL and job.epochs == 6
+        assert (job.model.name, job.model.beta) == ("vae", 4.0) if model == "beta_vae" else job.model.name == model
