@@ -300,3 +300,25 @@ def test_cancelled_jobs_are_reported_and_the_others_finish_intact(partition, job
     assert (job_dirs(sweep)[0] / "checkpoints" / "last.pt").is_file()
     states = accounting(array)
     assert [states[f"{array}_{i}"][-1] for i in range(3)] == ["COMPLETED", "CANCELLED", "CANCELLED"]
+
+
+# ------------------------------------------------------------------ one run on several tasks (DDP)
+def test_a_job_of_two_tasks_is_one_ddp_run_with_one_directory(partition, job_name, tmp_path, data_root):
+    """hydra.launcher.tasks_per_node=2: both tasks of the job train one run (gloo, rendezvous from submitit's job
+    environment), rank 0 alone writes the job's directory, and the job completes in sacct."""
+    proc = run_cli("-m", *on_slurm(partition, job_name), "hydra.launcher.tasks_per_node=2", "latent=3", "epochs=2",
+                   *TINY, cwd=tmp_path, timeout=400)
+    assert proc.returncode == 0, proc.stderr
+    sweep = sweep_dir(tmp_path)
+    jobs = job_dirs(sweep)
+    assert list(jobs) == [0]
+    m = read_metrics(jobs[0])
+    assert m["status"] == "completed" and m["distributed"] == {"world_size": 2, "backend": "gloo", "batch_per_rank": 128}
+    assert m["device"].endswith(", 1 threads)")  # cpus_per_task=1 per task
+    assert sorted(p.name for p in jobs[0].iterdir()) == [".hydra", "aebench.log", "checkpoints", "history.csv",
+                                                         "metrics.json", "probe.npz"]
+    assert (jobs[0] / "aebench.log").read_text().count("process 0 of 2") == 1
+    slurm_job = slurm_jobs(sweep)[0]
+    assert accounting(slurm_job)[slurm_job] == ["COMPLETED"]
+    outs = sorted(p.name for p in (sweep / ".submitit").rglob("*_log.out"))
+    assert len(outs) == 2, outs  # one log per task

@@ -137,7 +137,8 @@ def _from_submitit() -> World:
 def check_batch(batch_size: int, world: World) -> None:
     """``train.batch_size`` is the global batch: each rank takes an equal share of it."""
     if world.several and batch_size % world.size:
-        fits = [b for b in (batch_size - batch_size % world.size, batch_size + world.size - batch_size % world.size) if b > 0]
+        below = batch_size - batch_size % world.size
+        fits = [b for b in (below, below + world.size) if b > 0]
         raise ConfigError(f"train.batch_size={batch_size} does not divide among {world.size} processes; "
                           f"train.batch_size is the global batch: give a multiple of {world.size} "
                           f"(e.g. {' or '.join(map(str, fits))})")

@@ -121,6 +121,7 @@ def _run(cfg: DictConfig, run_dir: Path, device: torch.device, chosen: precision
     resumed_from = resume(trainer, checkpoint, ds, tracker)
     t = time.perf_counter()
     history = trainer.fit()
+    distributed.stop()  # training was the one collective stage: what follows is rank 0's alone
     if not world.main:
         return {}  # rank 0 reads out, draws and writes the run's files
     watch.seconds["pretrain"] = time.perf_counter() - t - curve.seconds
@@ -138,7 +139,7 @@ def _run(cfg: DictConfig, run_dir: Path, device: torch.device, chosen: precision
             figures.draw_all(cfg, model, ds, history, final, refs, held.report, run_dir / rundir.FIGURES)
         tracker.log_figures(run_dir / rundir.FIGURES)
     watch.seconds["total"] = time.perf_counter() - t_start
-    metrics = metrics_of(cfg, ds, history, final, held, refs, device, chosen, resumed_from, watch.seconds)
+    metrics = metrics_of(cfg, ds, history, final, held, refs, device, chosen, resumed_from, watch.seconds, world)
     tracker.log_final(metrics, cfg, history[-1])
     metrics["seconds"]["logging"] = round(tracker.seconds, 3)  # inside logger calls, all but the upload below
     rundir.write_metrics(run_dir, metrics)
@@ -192,7 +193,8 @@ def resume(trainer: Trainer, checkpoint: dict[str, Any] | None, ds: data.ImageDa
 
 def metrics_of(cfg: DictConfig, ds: data.ImageData, history: list[dict[str, Any]], final: readouts.Readouts,
                held: readouts.FactorReadouts, refs: baselines.RunBaselines, device: torch.device, chosen: precision.Precision,
-               resumed_from: dict[str, int] | None, seconds: dict[str, float]) -> dict[str, Any]:
+               resumed_from: dict[str, int] | None, seconds: dict[str, float],
+               world: distributed.World = distributed.SINGLE) -> dict[str, Any]:
     """metrics.json: the final numbers (docs/metrics.md says what each is), then what ran, where and how long."""
     last = history[-1]
     metrics: dict[str, Any] = {
@@ -217,7 +219,7 @@ def metrics_of(cfg: DictConfig, ds: data.ImageData, history: list[dict[str, Any]
         "versions": versions(),
         "device": device_name(device),
         "precision": chosen.as_dict(),
-        "distributed": distributed.current().describe(cfg.train.batch_size),
+        "distributed": world.describe(cfg.train.batch_size),
         "resumed_from": resumed_from,
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
         "memory": peak_memory(device),

@@ -518,21 +518,21 @@ class Trainer:
                             start, stop_row = first, last
                         idx = st.perm[start:stop_row]
                         x = images.take(idx)
-                        for c in self.callbacks:
-                            c.on_step_start(self)
                         with distributed.peers_watched(f"in epoch {epoch}, step {step + 1}"):
+                            for c in self.callbacks:
+                                c.on_step_start(self)
                             with _autocast(self.device, self.s.precision):
                                 parts = self._loss(x)
                             self.optimizer.zero_grad(set_to_none=True)
                             (parts["loss"] * weight if weight != 1.0 else parts["loss"]).backward()
-                        self.optimizer.step()
-                        for k, v in parts.items():
-                            contrib = v.detach().float() * len(idx)
-                            st.sums[k] = st.sums[k] + contrib if k in st.sums else contrib
-                        st.step = step + 1
-                        bar.update(1)
-                        for c in self.callbacks:
-                            c.on_step_end(self, x, parts)
+                            self.optimizer.step()
+                            for k, v in parts.items():
+                                contrib = v.detach().float() * len(idx)
+                                st.sums[k] = st.sums[k] + contrib if k in st.sums else contrib
+                            st.step = step + 1
+                            bar.update(1)
+                            for c in self.callbacks:
+                                c.on_step_end(self, x, parts)
                         if st.step < steps_per_epoch and self._stopping(stop):
                             st.epoch_seconds += time.perf_counter() - t0
                             self.save_checkpoint()
