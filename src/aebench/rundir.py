@@ -56,6 +56,10 @@ OVERRIDES = Path(HYDRA) / "overrides.yaml"
 # as neutral here (docs/compare.md says so).  A key covers every key below it (logger: logger.mlflow.*).
 NEUTRAL = frozenset({"threads", "device", "progress", "figures", "logger", "resume",
                      "data.root", "data.download", "data.in_memory"})
+# The number of processes a run trained on (torchrun, a submitit job's tasks: metrics.json's ``distributed``) is
+# not in the config at all, so it is neutral in every list here as ``threads`` is: it changes the summation
+# order and so the last bits (docs/cluster.md gives the measured differences), never what is computed; runs that
+# differ only in it are repeats of one setting, and a resume may change it.
 # Choices of a sweep's command line that are not settings of the run at all.
 SWEEP_CHOICES = frozenset({"hydra/launcher", "hparams_search"})
 # Where a resumed run's data live and how they were fetched come from its checkpoint: the images must be those
