@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import distributed
 from ..train import Callback
 from .base import CodeModel
 from .nets import ConvNet, MLPNet
@@ -47,37 +48,11 @@ def log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch
     return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar))
 
 
-class _Gather(torch.autograd.Function):
-    """The batch of every process, concatenated in rank order; the gradient of one's own rows summed over processes."""
-
-    @staticmethod
-    def forward(ctx: Any, t: torch.Tensor) -> torch.Tensor:
-        import torch.distributed as dist
-
-        ctx.rank, ctx.rows = dist.get_rank(), t.shape[0]
-        parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
-        dist.all_gather(parts, t.contiguous())
-        return torch.cat(parts)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        import torch.distributed as dist
-
-        grad = grad.contiguous()
-        dist.all_reduce(grad)  # every process's loss reaches every process's rows
-        return grad[ctx.rank * ctx.rows : (ctx.rank + 1) * ctx.rows]
-
-
 def across_ranks(t: torch.Tensor) -> torch.Tensor:
-    """``t`` (rows: this process's share of the batch) with the other processes' rows, where there are others.
-
-    Each process's share is the same size (the loop splits the global batch evenly).
-    """
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return t
-    return _Gather.apply(t)
+    """``t`` (rows: this process's share of the batch) with the other processes' rows, in rank order, where there
+    are others; gradients reach every process's rows (:func:`aebench.distributed.gather_rows`, which also takes
+    shares of different sizes: an epoch's last batch split unevenly)."""
+    return distributed.gather_rows(t)
 
 
 class VAE(CodeModel):
@@ -259,6 +234,8 @@ class DiscriminatorStep(Callback):
         self.sums[1] += len(z)
 
     def on_epoch_end(self, trainer: Any, row: dict[str, Any]) -> None:
+        # on several processes: the loss on this process's share (rank 0's is the one recorded), so that a
+        # resumed run, which every rank continues from rank 0's sums, records what an uninterrupted one would
         if self.sums[1] > 0:
             row["train_discriminator_loss"] = (self.sums[0] / self.sums[1]).item()
         self.sums.zero_()
