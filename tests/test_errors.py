@@ -42,7 +42,7 @@ def assert_one_line(code: int, stderr: str, *expected: str, stdout: str = "") ->
 
 CASES = {
     # name: (overrides, phrases the one line must contain)
-    "unknown model": (["model=transformer"], ["model/transformer", "ae, dae, sae, vae"]),
+    "unknown model": (["model=transformer"], ["model/transformer", "ae, annealed_vae, beta_tcvae, beta_vae, dae, dip_vae, factor_vae, sae, vae"]),
     "unknown arch": (["arch=resnet"], ["arch/resnet", "conv, mlp"]),
     "unknown dataset": (["data=imagenet"], ["data/imagenet", ", ".join(DATA_CHOICES)]),
     "unknown experiment": (["experiment=nope"], ["experiment/nope", "seed_report"]),
