@@ -4,7 +4,7 @@
 imported on first use, so ``import aebench`` itself stays cheap.
 """
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 _API = ("load_run", "Run", "RunError", "ImageError")
 
