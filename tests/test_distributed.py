@@ -77,8 +77,13 @@ def _worker(rank: int, port: int, out: str) -> None:
         uneven.requires_grad_()
         gathered = distributed.gather_rows(uneven)
         (gathered * torch.arange(1, 6).reshape(-1, 1)).sum().backward()
+        own = torch.nn.Linear(2, 1)  # a step DDP does not see (FactorVAE's discriminator): its gradients averaged
+        for q in own.parameters():
+            q.grad = torch.full_like(q, float(rank + 1))
+        distributed.average_gradients(own.parameters())
         torch.save({"params": params, "history": last, "stats": stats, "gathered": gathered.detach(),
-                    "gathered_grad": uneven.grad, "backend": world.backend}, Path(out) / f"rank{rank}.pt")
+                    "gathered_grad": uneven.grad, "backend": world.backend,
+                    "averaged": [q.grad for q in own.parameters()]}, Path(out) / f"rank{rank}.pt")
     finally:
         distributed.stop()
 
@@ -138,6 +143,12 @@ def test_gather_rows_takes_shares_of_different_sizes(two_processes):
     # every rank's loss (sum of row i times i + 1) reaches every rank's rows: twice the weight per row
     torch.testing.assert_close(ranks[0]["gathered_grad"], torch.tensor([[2.0], [4.0], [6.0]]))
     torch.testing.assert_close(ranks[1]["gathered_grad"], torch.tensor([[8.0], [10.0]]))
+
+
+def test_gradients_of_a_step_ddp_does_not_see_are_averaged_over_the_ranks(two_processes):
+    _, ranks = two_processes
+    for r in ranks:  # rank 0's gradients were 1, rank 1's 2
+        assert all(torch.equal(g, torch.full_like(g, 1.5)) for g in r["averaged"])
 
 
 # ------------------------------------------------------------------ the world from the environment, bad input

@@ -340,7 +340,7 @@ def summary(cfg: DictConfig) -> dict[str, Any]:
         "epochs": cfg.epochs,
         "batch_size": cfg.train.batch_size,
         "lr": cfg.train.lr,
-        "beta": cfg.model.beta if model in ("vae", "beta_tcvae", "factor_vae", "dip_vae") else None,
+        "beta": cfg.model.beta if "beta" in SETTINGS.get(model, ()) else None,
         "noise": f"{cfg.model.noise} {cfg.model.noise_level:g}" if model == "dae" else None,
         "sparsity": cfg.model.sparsity if model == "sae" else None,
         "objective": {k: cfg.model[k] for k in SETTINGS.get(model, ())},

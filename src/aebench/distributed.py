@@ -24,7 +24,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass, replace
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 
@@ -303,6 +303,18 @@ def all_reduce_sum(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     flat = torch.stack([tensors[k].reshape(()).to(torch.float64) for k in keys])
     dist.all_reduce(flat, group=_group)
     return {k: flat[i].to(tensors[k].dtype) for i, k in enumerate(keys)}
+
+
+def average_gradients(params: Iterable[torch.nn.Parameter]) -> None:
+    """Average the gradients of ``params`` over the ranks: for a step DDP does not see (FactorVAE's discriminator)."""
+    if not _world.several:
+        return
+    import torch.distributed as dist
+
+    for p in params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= _world.size
 
 
 def share(start: int, stop: int, world: World) -> tuple[int, int]:

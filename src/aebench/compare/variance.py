@@ -43,7 +43,7 @@ def common_seeds(groups: list[Group] | tuple[Group, ...]) -> list[int]:
 def spreads(comparison: Comparison, metrics: list[str]) -> list[Spread]:
     """Each metric's decomposition over the comparison's groups and their common seeds (none where fewer than two
     groups, or fewer than two common seeds, or the groups are on different datasets)."""
-    groups = [g for g in comparison.groups]
+    groups = list(comparison.groups)
     if len(groups) < 2 or len({g.dataset for g in groups}) != 1:
         return []
     seeds = common_seeds(groups)

@@ -21,7 +21,7 @@ Per image, with BCE summed over pixels and KL = KL(q(z|x) || N(0, I)) in closed 
   (:class:`CapacitySchedule`), then stays.
 
 Batch statistics (beta_tcvae's q(z), dip_vae's covariance) are taken over the whole global batch when the run
-is on several processes (:func:`across_ranks`).
+is on several processes (:func:`aebench.distributed.gather_rows`: autograd-aware, shares of any size).
 """
 
 from __future__ import annotations
@@ -46,13 +46,6 @@ DIP_TYPES = ("i", "ii")
 def log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """log N(z; mu, exp(logvar)) per element (broadcast)."""
     return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) * torch.exp(-logvar))
-
-
-def across_ranks(t: torch.Tensor) -> torch.Tensor:
-    """``t`` (rows: this process's share of the batch) with the other processes' rows, in rank order, where there
-    are others; gradients reach every process's rows (:func:`aebench.distributed.gather_rows`, which also takes
-    shares of different sizes: an epoch's last batch split unevenly)."""
-    return distributed.gather_rows(t)
 
 
 class VAE(CodeModel):
@@ -153,7 +146,8 @@ class BetaTCVAE(VAE):
             raise ValueError("beta_tcvae's loss needs the number of training images (its estimator of q(z) "
                              "weights each posterior by it); build the model with dataset_size=")
         mu, logvar, z = mu.float(), logvar.float(), z.float()
-        mi, tc, dw = tc_decomposition(z, mu, logvar, self.dataset_size, across_ranks(mu), across_ranks(logvar))
+        mi, tc, dw = tc_decomposition(z, mu, logvar, self.dataset_size, distributed.gather_rows(mu),
+                                     distributed.gather_rows(logvar))
         mi, tc, dw = mi.mean(), tc.mean(), dw.mean()
         return self.alpha * mi + self.beta * tc + self.gamma * dw, {"mi": mi, "tc": tc, "dimwise_kl": dw}
 
@@ -227,7 +221,7 @@ class DiscriminatorStep(Callback):
         loss = F.cross_entropy(logits.float(), target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        average_across_ranks(self.model.discriminator.parameters())
+        distributed.average_gradients(self.model.discriminator.parameters())
         self.optimizer.step()
         self.sums = self.sums.to(z.device)  # summed on the device: no host sync per step
         self.sums[0] += loss.detach().double() * len(z)
@@ -246,18 +240,6 @@ class DiscriminatorStep(Callback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.sums = state["sums"].clone().to(self.sums.device)
-
-
-def average_across_ranks(params: Iterator[nn.Parameter]) -> None:
-    """Average the gradients of ``params`` over the processes of a multi-process run (a step DDP does not see)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return
-    for p in params:
-        if p.grad is not None:
-            dist.all_reduce(p.grad)
-            p.grad /= dist.get_world_size()
 
 
 # ------------------------------------------------------------------------------------------------------ DIP-VAE
@@ -283,7 +265,7 @@ class DIPVAE(VAE):
         self.dip_type, self.lambda_od, self.lambda_d = dip_type, lambda_od, lambda_d
 
     def regulariser(self, mu, logvar, z, kl):
-        cov = dip_covariance(across_ranks(mu.float()), across_ranks(logvar.float()), self.dip_type)
+        cov = dip_covariance(distributed.gather_rows(mu.float()), distributed.gather_rows(logvar.float()), self.dip_type)
         diag = torch.diagonal(cov)
         off = (cov - torch.diag(diag)).pow(2).sum()
         on = (diag - 1).pow(2).sum()
@@ -309,7 +291,7 @@ class AnnealedVAE(VAE):
         return self.capacity_max if ramp <= 0 else self.capacity_max * min(1.0, done / ramp)
 
     def regulariser(self, mu, logvar, z, kl):
-        capacity = torch.tensor(self.capacity, device=kl.device)
+        capacity = kl.new_tensor(self.capacity)
         return self.gamma * (kl - capacity).abs(), {"capacity": capacity}
 
     def training_callbacks(self) -> list[Any]:
